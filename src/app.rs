@@ -1,0 +1,184 @@
+//! Wiring: configuration → infrastructure → services → HTTP server.
+
+use std::{net::SocketAddr, ops::Deref, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{AuthService, password::Hasher, tokens::TokenKeys},
+    config::Config,
+    http,
+    infra::{db::Db, ratelimit::RateLimiter, redis::Redis},
+    telemetry,
+};
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub auth: AuthService,
+    pub limiter: RateLimiter,
+    pub redis: Option<Arc<Redis>>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// In development without `CIFIX_JWT_SECRET`, a random secret is kept in the data directory so
+/// that sign-ins survive a restart. Production refuses to start without one (see config).
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &config.jwt_secret {
+        return Ok(s.clone());
+    }
+    let path = config.data_dir.join("jwt-secret");
+    if let Ok(s) = std::fs::read(&path)
+        && s.len() >= 32
+    {
+        return Ok(s);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let mut bytes = [0u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes).into_bytes();
+    write_private(&path, &secret)?;
+    tracing::info!(path = %path.display(), "generated a development JWT secret");
+    Ok(secret)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
+    Db::connect(&config.database_url, config.db_max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                crate::config::redact_url(&config.database_url)
+            )
+        })
+}
+
+/// Builds the whole application state: connects, migrates, wires services.
+pub async fn build(config: Config) -> anyhow::Result<AppState> {
+    let db = connect_db(&config).await?;
+    db.migrate().await.context("running migrations")?;
+    let secret = jwt_secret(&config)?;
+    let keys = TokenKeys::new(
+        &secret,
+        &config.jwt_previous_secrets,
+        &config.jwt_issuer,
+        &config.jwt_audience,
+        config.access_token_ttl,
+    );
+    let hasher = Hasher::new(config.bcrypt_cost, config.max_concurrent_hashes);
+    let redis = match &config.redis_url {
+        Some(url) => Some(Arc::new(
+            Redis::new(url, &config.redis_prefix).context("REDIS_URL")?,
+        )),
+        None => None,
+    };
+    let limiter = match &redis {
+        Some(r) => RateLimiter::redis(r.clone()),
+        None => RateLimiter::local(),
+    };
+    let auth = AuthService {
+        db: db.clone(),
+        hasher,
+        keys,
+        refresh_ttl: config.refresh_token_ttl,
+        max_failed_logins_per_hour: config.max_failed_logins_per_hour,
+    };
+    Ok(AppState(Arc::new(Inner {
+        config,
+        db,
+        auth,
+        limiter,
+        redis,
+        metrics: telemetry::metrics_handle(),
+    })))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
+/// grace period.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = state.config.shutdown_grace;
+    let housekeeping = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.limiter.retain_recent();
+            }
+        })
+    };
+    let app = http::router(state);
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let mut rx_deadline = rx.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = rx.wait_for(|v| *v).await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+    });
+    let deadline = async move {
+        let _ = rx_deadline.wait_for(|v| *v).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; closing remaining connections"),
+    }
+    housekeeping.abort();
+    Ok(())
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,105 @@
+//! The `cifix` command line.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::{
+    app,
+    auth::{AuthError, AuthService, password::Hasher, tokens::TokenKeys},
+    config::Config,
+    context::Role,
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(name = "cifix", version, about = "CIFIX LEARN backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create a user; the password is read from standard input (one line).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["student", "instructor", "admin"])]
+        role: String,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!("{}", crate::http::openapi().to_pretty_json()?);
+        return Ok(());
+    }
+    // `?` on ConfigError prints exactly one line that names the variable.
+    let config = Config::from_env()?;
+    telemetry::init_logging(config.log_format);
+    match command {
+        Command::Serve => {
+            let bind = config.bind;
+            let state = app::build(config).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("binding CIFIX_BIND={bind}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "cifix listening");
+            app::serve(state, listener, app::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let db = app::connect_db(&config).await?;
+            db.migrate().await.context("running migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::CreateUser { email, role } => {
+            let role: Role = role
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--role must be student, instructor or admin"))?;
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let db = app::connect_db(&config).await?;
+            db.migrate().await.context("running migrations")?;
+            // Only the hasher and the database are needed; the token keys are never used here.
+            let service = AuthService {
+                db,
+                hasher: Hasher::new(config.bcrypt_cost, 1),
+                keys: TokenKeys::new(&[0u8; 32], &[], "", "", config.access_token_ttl),
+                refresh_ttl: config.refresh_token_ttl,
+                max_failed_logins_per_hour: config.max_failed_logins_per_hour,
+            };
+            match service.create_user(&email, password, role).await {
+                Ok(u) => {
+                    println!("created {} {} ({})", u.role.as_str(), u.email, u.id);
+                    Ok(())
+                }
+                Err(AuthError::Validation(errors)) => {
+                    let msg: Vec<String> = errors
+                        .into_iter()
+                        .map(|(f, m)| format!("{f} {m}"))
+                        .collect();
+                    bail!("cannot create user: {}", msg.join("; "))
+                }
+                Err(AuthError::EmailTaken) => {
+                    bail!("cannot create user: {email} is already registered")
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Openapi => unreachable!(),
+    }
+}

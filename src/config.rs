@@ -1,0 +1,412 @@
+//! Configuration from the environment (and an optional `.env`), validated once at start.
+//!
+//! Parsing goes through a lookup function rather than `std::env` directly so that every rule
+//! is unit-testable, and every failure names the variable in one line.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use ipnet::IpNet;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub env: Environment,
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    pub redis_prefix: String,
+    pub public_url: String,
+    pub log_format: LogFormat,
+
+    /// Current signing secret; `None` in development means "generate and keep one in the data dir".
+    pub jwt_secret: Option<Vec<u8>>,
+    /// Secrets still accepted for verification, so a key rotation logs nobody out.
+    pub jwt_previous_secrets: Vec<Vec<u8>>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+
+    pub bcrypt_cost: u32,
+    pub max_concurrent_hashes: usize,
+
+    pub cors_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+
+    pub rate_limit_per_minute: u32,
+    pub auth_rate_limit_per_minute: u32,
+    pub login_account_rate_limit_per_minute: u32,
+    pub max_failed_logins_per_hour: u32,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that secrets can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("env", &self.env)
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("database", &redact_url(&self.database_url))
+            .field("redis", &self.redis_url.as_deref().map(redact_url))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Drops the password from a connection URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let env = match var("CIFIX_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                return Err(err(
+                    "CIFIX_ENV",
+                    format!("expected development or production, got {other:?}"),
+                ));
+            }
+        };
+        let bind = parse(&var, "CIFIX_BIND", "127.0.0.1:8080".parse().unwrap())?;
+        let data_dir = PathBuf::from(var("CIFIX_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", data_dir.join("cifix.db").display())
+        });
+        let is_sqlite = database_url.starts_with("sqlite:");
+        if !is_sqlite
+            && !database_url.starts_with("postgres://")
+            && !database_url.starts_with("postgresql://")
+        {
+            return Err(err(
+                "DATABASE_URL",
+                "must start with postgres:// or sqlite://",
+            ));
+        }
+        let allow_sqlite = parse_bool(&var, "CIFIX_ALLOW_SQLITE_IN_PRODUCTION", false)?;
+        if env == Environment::Production && is_sqlite && !allow_sqlite {
+            return Err(err(
+                "DATABASE_URL",
+                "SQLite is refused with CIFIX_ENV=production; use PostgreSQL or set CIFIX_ALLOW_SQLITE_IN_PRODUCTION=true",
+            ));
+        }
+        let redis_url = var("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(err("REDIS_URL", "must start with redis:// or rediss://"));
+        }
+
+        let jwt_secret = var("CIFIX_JWT_SECRET").map(String::into_bytes);
+        match &jwt_secret {
+            Some(s) if s.len() < 32 => {
+                return Err(err("CIFIX_JWT_SECRET", "must be at least 32 bytes"));
+            }
+            None if env == Environment::Production => {
+                return Err(err(
+                    "CIFIX_JWT_SECRET",
+                    "is required with CIFIX_ENV=production (at least 32 bytes)",
+                ));
+            }
+            _ => {}
+        }
+        let jwt_previous_secrets: Vec<Vec<u8>> = list(&var, "CIFIX_JWT_PREVIOUS_SECRETS")
+            .into_iter()
+            .map(String::into_bytes)
+            .collect();
+        if jwt_previous_secrets.iter().any(|s| s.len() < 32) {
+            return Err(err(
+                "CIFIX_JWT_PREVIOUS_SECRETS",
+                "each secret must be at least 32 bytes",
+            ));
+        }
+
+        let bcrypt_cost: u32 = parse(&var, "CIFIX_BCRYPT_COST", 10)?;
+        if !(4..=16).contains(&bcrypt_cost) {
+            return Err(err("CIFIX_BCRYPT_COST", "must be between 4 and 16"));
+        }
+        if env == Environment::Production && bcrypt_cost < 10 {
+            return Err(err(
+                "CIFIX_BCRYPT_COST",
+                "must be at least 10 in production",
+            ));
+        }
+
+        let trusted_proxies = list(&var, "CIFIX_TRUSTED_PROXIES")
+            .into_iter()
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        err(
+                            "CIFIX_TRUSTED_PROXIES",
+                            format!("{p:?} is not an IP address or CIDR"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let cors_origins = list(&var, "CIFIX_CORS_ORIGINS");
+        for o in &cors_origins {
+            if !(o.starts_with("http://") || o.starts_with("https://"))
+                || o.ends_with('/')
+                || o == "*"
+            {
+                return Err(err(
+                    "CIFIX_CORS_ORIGINS",
+                    format!("{o:?} is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+
+        let log_format = match var("CIFIX_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(o) => {
+                return Err(err(
+                    "CIFIX_LOG_FORMAT",
+                    format!("expected text or json, got {o:?}"),
+                ));
+            }
+        };
+
+        let positive = |name: &'static str, v: u64| {
+            if v == 0 {
+                Err(err(name, "must be greater than 0"))
+            } else {
+                Ok(v)
+            }
+        };
+
+        Ok(Config {
+            env,
+            bind,
+            data_dir,
+            database_url,
+            db_max_connections: positive(
+                "CIFIX_DB_MAX_CONNECTIONS",
+                parse(&var, "CIFIX_DB_MAX_CONNECTIONS", 20)?,
+            )? as u32,
+            redis_url,
+            redis_prefix: var("CIFIX_REDIS_PREFIX").unwrap_or_else(|| "cifix:".into()),
+            public_url: var("CIFIX_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}")),
+            log_format,
+            jwt_secret,
+            jwt_previous_secrets,
+            jwt_issuer: var("CIFIX_JWT_ISSUER").unwrap_or_else(|| "cifix".into()),
+            jwt_audience: var("CIFIX_JWT_AUDIENCE").unwrap_or_else(|| "cifix-api".into()),
+            access_token_ttl: Duration::from_secs(positive(
+                "CIFIX_ACCESS_TOKEN_TTL_SECS",
+                parse(&var, "CIFIX_ACCESS_TOKEN_TTL_SECS", 900)?,
+            )?),
+            refresh_token_ttl: Duration::from_secs(
+                positive(
+                    "CIFIX_REFRESH_TOKEN_TTL_DAYS",
+                    parse(&var, "CIFIX_REFRESH_TOKEN_TTL_DAYS", 30)?,
+                )? * 86_400,
+            ),
+            bcrypt_cost,
+            max_concurrent_hashes: positive(
+                "CIFIX_MAX_CONCURRENT_HASHES",
+                parse(&var, "CIFIX_MAX_CONCURRENT_HASHES", 4)?,
+            )? as usize,
+            cors_origins,
+            trusted_proxies,
+            body_limit_bytes: positive(
+                "CIFIX_BODY_LIMIT_BYTES",
+                parse(&var, "CIFIX_BODY_LIMIT_BYTES", 1_048_576)?,
+            )? as usize,
+            request_timeout: Duration::from_secs(positive(
+                "CIFIX_REQUEST_TIMEOUT_SECS",
+                parse(&var, "CIFIX_REQUEST_TIMEOUT_SECS", 15)?,
+            )?),
+            shutdown_grace: Duration::from_secs(parse(&var, "CIFIX_SHUTDOWN_GRACE_SECS", 20)?),
+            rate_limit_per_minute: positive(
+                "CIFIX_RATE_LIMIT_PER_MINUTE",
+                parse(&var, "CIFIX_RATE_LIMIT_PER_MINUTE", 600)?,
+            )? as u32,
+            auth_rate_limit_per_minute: positive(
+                "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE",
+                parse(&var, "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE", 20)?,
+            )? as u32,
+            login_account_rate_limit_per_minute: positive(
+                "CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE",
+                parse(&var, "CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE", 10)?,
+            )? as u32,
+            max_failed_logins_per_hour: positive(
+                "CIFIX_MAX_FAILED_LOGINS_PER_HOUR",
+                parse(&var, "CIFIX_MAX_FAILED_LOGINS_PER_HOUR", 100)?,
+            )? as u32,
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// HSTS only makes sense when clients reach us over TLS (directly or via the proxy).
+    pub fn behind_tls(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| err(name, format!("invalid value {v:?}"))),
+    }
+}
+
+fn parse_bool(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(err(name, format!("expected true or false, got {v:?}"))),
+    }
+}
+
+fn list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+    var(name)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_embedded_and_local() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert!(c.is_sqlite());
+        assert!(c.redis_url.is_none());
+        assert!(c.cors_origins.is_empty());
+        assert_eq!(c.bcrypt_cost, 10);
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn production_requires_a_long_secret_and_refuses_sqlite() {
+        let e = cfg(&[
+            ("CIFIX_ENV", "production"),
+            ("DATABASE_URL", "postgres://x/y"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "CIFIX_JWT_SECRET");
+        let e = cfg(&[("CIFIX_ENV", "production"), ("CIFIX_JWT_SECRET", "short")]).unwrap_err();
+        assert_eq!(e.var, "CIFIX_JWT_SECRET");
+        let long = "x".repeat(32);
+        let e = cfg(&[("CIFIX_ENV", "production"), ("CIFIX_JWT_SECRET", &long)]).unwrap_err();
+        assert_eq!(e.var, "DATABASE_URL");
+        assert!(
+            cfg(&[
+                ("CIFIX_ENV", "production"),
+                ("CIFIX_JWT_SECRET", &long),
+                ("CIFIX_ALLOW_SQLITE_IN_PRODUCTION", "true")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (k, v) in [
+            ("CIFIX_BIND", "nope"),
+            ("CIFIX_BCRYPT_COST", "99"),
+            ("CIFIX_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("CIFIX_CORS_ORIGINS", "*"),
+            ("DATABASE_URL", "mysql://x"),
+            ("CIFIX_LOG_FORMAT", "xml"),
+            ("CIFIX_RATE_LIMIT_PER_MINUTE", "0"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err();
+            assert_eq!(e.var, k, "{e}");
+            assert!(e.to_string().contains(k));
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = cfg(&[
+            ("CIFIX_JWT_SECRET", "supersecretsupersecretsupersecret1"),
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("supersecret"));
+        assert!(!shown.contains("hunter2"));
+    }
+}

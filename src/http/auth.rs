@@ -1,0 +1,119 @@
+//! `/auth/*`: registration, sign-in and the session lifecycle.
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    extract::{ApiJson, Auth, Ctx},
+    problem::{ApiError, ApiResult, Problem},
+};
+use crate::{app::AppState, auth::TokenPair, infra::ratelimit::Rule};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 8 to 128 characters; common passwords are refused.
+    pub password: String,
+    pub display_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Create a student account and sign in.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = TokenPair), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+async fn register(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<RegisterRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let pair = s
+        .auth
+        .register(&ctx, &b.email, &b.password, &b.display_name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(pair)))
+}
+
+/// Sign in. A wrong password and an unknown email get the same answer in about the same time.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+async fn login(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<LoginRequest>,
+) -> ApiResult<Json<TokenPair>> {
+    // Per-account budget on top of the per-IP one: spreading guesses over many addresses
+    // does not buy more guesses at one account. Keyed by a hash so no address sits in Redis.
+    let account = hex::encode(&Sha256::digest(b.email.trim().to_lowercase().as_bytes())[..16]);
+    let rule = Rule::per_minute(
+        "login-account",
+        s.config.login_account_rate_limit_per_minute,
+    );
+    let d = s.limiter.check(&rule, &account).await;
+    if !d.allowed {
+        return Err(ApiError::too_many(
+            d.retry_after_secs,
+            "too many sign-in attempts for this account; retry later",
+        ));
+    }
+    Ok(Json(s.auth.login(&ctx, &b.email, &b.password).await?))
+}
+
+/// Exchange a refresh token for a new pair. The old one is spent; presenting it again ends the session.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem)))]
+async fn refresh(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<TokenPair>> {
+    if b.refresh_token.is_empty() || b.refresh_token.len() > 200 {
+        return Err(crate::auth::AuthError::InvalidRefreshToken.into());
+    }
+    Ok(Json(s.auth.refresh(&ctx, &b.refresh_token).await?))
+}
+
+/// End the session a refresh token belongs to.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest, responses((status = 204)))]
+async fn logout(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    if !b.refresh_token.is_empty() && b.refresh_token.len() <= 200 {
+        s.auth.logout(&ctx, &b.refresh_token).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End every session of the caller.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn logout_all(State(s): State<AppState>, Ctx(ctx): Ctx, auth: Auth) -> ApiResult<StatusCode> {
+    s.auth.logout_all(&ctx, &auth.0).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

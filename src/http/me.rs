@@ -1,0 +1,105 @@
+//! `/me*`: the signed-in user's account and sessions.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams},
+    problem::{ApiError, ApiResult, Problem},
+};
+use crate::{
+    app::AppState,
+    auth::{UserView, service::SessionView},
+    pagination::Page,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_me, patch_me))
+        .routes(routes!(change_password))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    pub display_name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/me", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = Problem)))]
+async fn get_me(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<UserView>> {
+    Ok(Json(s.auth.me(&auth.0).await?))
+}
+
+/// Change the display name.
+#[utoipa::path(patch, path = "/me", tag = "account", security(("bearer" = [])), request_body = UpdateMe,
+    responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn patch_me(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    ApiJson(b): ApiJson<UpdateMe>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(
+        s.auth
+            .update_profile(&ctx, &auth.0, b.display_name.as_deref())
+            .await?,
+    ))
+}
+
+/// Change the password; every other session of the user ends.
+#[utoipa::path(post, path = "/me/password", tag = "account", security(("bearer" = [])), request_body = ChangePassword,
+    responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn change_password(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    ApiJson(b): ApiJson<ChangePassword>,
+) -> ApiResult<StatusCode> {
+    s.auth
+        .change_password(&ctx, &auth.0, &b.current_password, &b.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The user's live sessions, newest first.
+#[utoipa::path(get, path = "/me/sessions", tag = "account", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = Page<SessionView>), (status = 401, body = Problem)))]
+async fn list_sessions(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<SessionView>>> {
+    Ok(Json(s.auth.list_sessions(&auth.0, q.page()?).await?))
+}
+
+/// End one of the user's sessions.
+#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "account", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn revoke_session(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    s.auth.revoke_session(&ctx, &auth.0, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,5 @@
+//! Swappable infrastructure: each part has an embedded default and a production service.
+
+pub mod db;
+pub mod ratelimit;
+pub mod redis;

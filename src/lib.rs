@@ -1,0 +1,19 @@
+//! CIFIX LEARN backend.
+//!
+//! Layout: `http/` is the thin axum edge (routing, extractors, middleware, OpenAPI);
+//! `auth/` and `audit/` hold domain logic that knows nothing of axum; `infra/` holds the
+//! swappable infrastructure (database, Redis, rate limiting); `entities/` and `migration/`
+//! are the one schema definition shared by PostgreSQL and SQLite.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod entities;
+pub mod http;
+pub mod infra;
+pub mod migration;
+pub mod pagination;
+pub mod telemetry;
