@@ -46,8 +46,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     {
         return Ok(s);
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let mut bytes = [0u8; 48];
     rand::rng().fill_bytes(&mut bytes);
     let secret = hex::encode(bytes).into_bytes();
@@ -72,12 +71,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     Db::connect(&config.database_url, config.db_max_connections)
         .await
-        .with_context(|| {
-            format!(
-                "connecting to {}",
-                crate::config::redact_url(&config.database_url)
-            )
-        })
+        .with_context(|| format!("connecting to {}", crate::config::redact_url(&config.database_url)))
 }
 
 /// Builds the whole application state: connects, migrates, wires services.
@@ -94,9 +88,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     );
     let hasher = Hasher::new(config.bcrypt_cost, config.max_concurrent_hashes);
     let redis = match &config.redis_url {
-        Some(url) => Some(Arc::new(
-            Redis::new(url, &config.redis_prefix).context("REDIS_URL")?,
-        )),
+        Some(url) => Some(Arc::new(Redis::new(url, &config.redis_prefix).context("REDIS_URL")?)),
         None => None,
     };
     let limiter = match &redis {
@@ -110,14 +102,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         refresh_ttl: config.refresh_token_ttl,
         max_failed_logins_per_hour: config.max_failed_logins_per_hour,
     };
-    Ok(AppState(Arc::new(Inner {
-        config,
-        db,
-        auth,
-        limiter,
-        redis,
-        metrics: telemetry::metrics_handle(),
-    })))
+    Ok(AppState(Arc::new(Inner { config, db, auth, limiter, redis, metrics: telemetry::metrics_handle() })))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
@@ -145,14 +130,12 @@ pub async fn serve(
         let _ = tx.send(true);
     });
     let mut rx_deadline = rx.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = rx.wait_for(|v| *v).await;
-        tracing::info!("shutting down: no new connections, draining in-flight requests");
-    });
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+            tracing::info!("shutting down: no new connections, draining in-flight requests");
+        },
+    );
     let deadline = async move {
         let _ = rx_deadline.wait_for(|v| *v).await;
         tokio::time::sleep(grace).await;

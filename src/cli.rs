@@ -50,9 +50,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             let bind = config.bind;
             let state = app::build(config).await?;
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("binding CIFIX_BIND={bind}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding CIFIX_BIND={bind}"))?;
             tracing::info!(addr = %listener.local_addr()?, "cifix listening");
             app::serve(state, listener, app::shutdown_signal()).await
         }
@@ -63,14 +62,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CreateUser { email, role } => {
-            let role: Role = role
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--role must be student, instructor or admin"))?;
+            let role: Role =
+                role.parse().map_err(|_| anyhow::anyhow!("--role must be student, instructor or admin"))?;
             let mut password = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut password)
-                .context("reading the password from standard input")?;
+            std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let db = app::connect_db(&config).await?;
             db.migrate().await.context("running migrations")?;
@@ -88,10 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Err(AuthError::Validation(errors)) => {
-                    let msg: Vec<String> = errors
-                        .into_iter()
-                        .map(|(f, m)| format!("{f} {m}"))
-                        .collect();
+                    let msg: Vec<String> = errors.into_iter().map(|(f, m)| format!("{f} {m}")).collect();
                     bail!("cannot create user: {}", msg.join("; "))
                 }
                 Err(AuthError::EmailTaken) => {

@@ -15,10 +15,7 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        message: message.into(),
-    }
+    ConfigError { var, message: message.into() }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,36 +97,32 @@ impl Config {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let var = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
 
         let env = match var("CIFIX_ENV").as_deref() {
             None | Some("development") | Some("dev") => Environment::Development,
             Some("production") | Some("prod") => Environment::Production,
             Some(other) => {
-                return Err(err(
-                    "CIFIX_ENV",
-                    format!("expected development or production, got {other:?}"),
-                ));
+                return Err(err("CIFIX_ENV", format!("expected development or production, got {other:?}")));
             }
         };
         let bind = parse(&var, "CIFIX_BIND", "127.0.0.1:8080".parse().unwrap())?;
         let data_dir = PathBuf::from(var("CIFIX_DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url = var("DATABASE_URL").unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", data_dir.join("cifix.db").display())
-        });
+        let jwt_secret = var("CIFIX_JWT_SECRET").map(String::into_bytes);
+        match &jwt_secret {
+            Some(s) if s.len() < 32 => {
+                return Err(err("CIFIX_JWT_SECRET", "must be at least 32 bytes"));
+            }
+            None if env == Environment::Production => {
+                return Err(err("CIFIX_JWT_SECRET", "is required with CIFIX_ENV=production (at least 32 bytes)"));
+            }
+            _ => {}
+        }
+        let database_url =
+            var("DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("cifix.db").display()));
         let is_sqlite = database_url.starts_with("sqlite:");
-        if !is_sqlite
-            && !database_url.starts_with("postgres://")
-            && !database_url.starts_with("postgresql://")
-        {
-            return Err(err(
-                "DATABASE_URL",
-                "must start with postgres:// or sqlite://",
-            ));
+        if !is_sqlite && !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
+            return Err(err("DATABASE_URL", "must start with postgres:// or sqlite://"));
         }
         let allow_sqlite = parse_bool(&var, "CIFIX_ALLOW_SQLITE_IN_PRODUCTION", false)?;
         if env == Environment::Production && is_sqlite && !allow_sqlite {
@@ -145,28 +138,10 @@ impl Config {
             return Err(err("REDIS_URL", "must start with redis:// or rediss://"));
         }
 
-        let jwt_secret = var("CIFIX_JWT_SECRET").map(String::into_bytes);
-        match &jwt_secret {
-            Some(s) if s.len() < 32 => {
-                return Err(err("CIFIX_JWT_SECRET", "must be at least 32 bytes"));
-            }
-            None if env == Environment::Production => {
-                return Err(err(
-                    "CIFIX_JWT_SECRET",
-                    "is required with CIFIX_ENV=production (at least 32 bytes)",
-                ));
-            }
-            _ => {}
-        }
-        let jwt_previous_secrets: Vec<Vec<u8>> = list(&var, "CIFIX_JWT_PREVIOUS_SECRETS")
-            .into_iter()
-            .map(String::into_bytes)
-            .collect();
+        let jwt_previous_secrets: Vec<Vec<u8>> =
+            list(&var, "CIFIX_JWT_PREVIOUS_SECRETS").into_iter().map(String::into_bytes).collect();
         if jwt_previous_secrets.iter().any(|s| s.len() < 32) {
-            return Err(err(
-                "CIFIX_JWT_PREVIOUS_SECRETS",
-                "each secret must be at least 32 bytes",
-            ));
+            return Err(err("CIFIX_JWT_PREVIOUS_SECRETS", "each secret must be at least 32 bytes"));
         }
 
         let bcrypt_cost: u32 = parse(&var, "CIFIX_BCRYPT_COST", 10)?;
@@ -174,10 +149,7 @@ impl Config {
             return Err(err("CIFIX_BCRYPT_COST", "must be between 4 and 16"));
         }
         if env == Environment::Production && bcrypt_cost < 10 {
-            return Err(err(
-                "CIFIX_BCRYPT_COST",
-                "must be at least 10 in production",
-            ));
+            return Err(err("CIFIX_BCRYPT_COST", "must be at least 10 in production"));
         }
 
         let trusted_proxies = list(&var, "CIFIX_TRUSTED_PROXIES")
@@ -185,24 +157,13 @@ impl Config {
             .map(|p| {
                 p.parse::<IpNet>()
                     .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        err(
-                            "CIFIX_TRUSTED_PROXIES",
-                            format!("{p:?} is not an IP address or CIDR"),
-                        )
-                    })
+                    .map_err(|_| err("CIFIX_TRUSTED_PROXIES", format!("{p:?} is not an IP address or CIDR")))
             })
             .collect::<Result<_, _>>()?;
         let cors_origins = list(&var, "CIFIX_CORS_ORIGINS");
         for o in &cors_origins {
-            if !(o.starts_with("http://") || o.starts_with("https://"))
-                || o.ends_with('/')
-                || o == "*"
-            {
-                return Err(err(
-                    "CIFIX_CORS_ORIGINS",
-                    format!("{o:?} is not an origin like https://app.example.com"),
-                ));
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') || o == "*" {
+                return Err(err("CIFIX_CORS_ORIGINS", format!("{o:?} is not an origin like https://app.example.com")));
             }
         }
 
@@ -210,19 +171,12 @@ impl Config {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(o) => {
-                return Err(err(
-                    "CIFIX_LOG_FORMAT",
-                    format!("expected text or json, got {o:?}"),
-                ));
+                return Err(err("CIFIX_LOG_FORMAT", format!("expected text or json, got {o:?}")));
             }
         };
 
         let positive = |name: &'static str, v: u64| {
-            if v == 0 {
-                Err(err(name, "must be greater than 0"))
-            } else {
-                Ok(v)
-            }
+            if v == 0 { Err(err(name, "must be greater than 0")) } else { Ok(v) }
         };
 
         Ok(Config {
@@ -230,10 +184,8 @@ impl Config {
             bind,
             data_dir,
             database_url,
-            db_max_connections: positive(
-                "CIFIX_DB_MAX_CONNECTIONS",
-                parse(&var, "CIFIX_DB_MAX_CONNECTIONS", 20)?,
-            )? as u32,
+            db_max_connections: positive("CIFIX_DB_MAX_CONNECTIONS", parse(&var, "CIFIX_DB_MAX_CONNECTIONS", 20)?)?
+                as u32,
             redis_url,
             redis_prefix: var("CIFIX_REDIS_PREFIX").unwrap_or_else(|| "cifix:".into()),
             public_url: var("CIFIX_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}")),
@@ -247,10 +199,7 @@ impl Config {
                 parse(&var, "CIFIX_ACCESS_TOKEN_TTL_SECS", 900)?,
             )?),
             refresh_token_ttl: Duration::from_secs(
-                positive(
-                    "CIFIX_REFRESH_TOKEN_TTL_DAYS",
-                    parse(&var, "CIFIX_REFRESH_TOKEN_TTL_DAYS", 30)?,
-                )? * 86_400,
+                positive("CIFIX_REFRESH_TOKEN_TTL_DAYS", parse(&var, "CIFIX_REFRESH_TOKEN_TTL_DAYS", 30)?)? * 86_400,
             ),
             bcrypt_cost,
             max_concurrent_hashes: positive(
@@ -259,10 +208,8 @@ impl Config {
             )? as usize,
             cors_origins,
             trusted_proxies,
-            body_limit_bytes: positive(
-                "CIFIX_BODY_LIMIT_BYTES",
-                parse(&var, "CIFIX_BODY_LIMIT_BYTES", 1_048_576)?,
-            )? as usize,
+            body_limit_bytes: positive("CIFIX_BODY_LIMIT_BYTES", parse(&var, "CIFIX_BODY_LIMIT_BYTES", 1_048_576)?)?
+                as usize,
             request_timeout: Duration::from_secs(positive(
                 "CIFIX_REQUEST_TIMEOUT_SECS",
                 parse(&var, "CIFIX_REQUEST_TIMEOUT_SECS", 15)?,
@@ -304,17 +251,11 @@ fn parse<T: std::str::FromStr>(
 ) -> Result<T, ConfigError> {
     match var(name) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| err(name, format!("invalid value {v:?}"))),
+        Some(v) => v.parse().map_err(|_| err(name, format!("invalid value {v:?}"))),
     }
 }
 
-fn parse_bool(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
+fn parse_bool(var: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
     match var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
         None => Ok(default),
         Some("1" | "true" | "yes" | "on") => Ok(true),
@@ -325,12 +266,7 @@ fn parse_bool(
 
 fn list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
     var(name)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default()
 }
 
@@ -340,10 +276,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -360,11 +293,7 @@ mod tests {
 
     #[test]
     fn production_requires_a_long_secret_and_refuses_sqlite() {
-        let e = cfg(&[
-            ("CIFIX_ENV", "production"),
-            ("DATABASE_URL", "postgres://x/y"),
-        ])
-        .unwrap_err();
+        let e = cfg(&[("CIFIX_ENV", "production"), ("DATABASE_URL", "postgres://x/y")]).unwrap_err();
         assert_eq!(e.var, "CIFIX_JWT_SECRET");
         let e = cfg(&[("CIFIX_ENV", "production"), ("CIFIX_JWT_SECRET", "short")]).unwrap_err();
         assert_eq!(e.var, "CIFIX_JWT_SECRET");

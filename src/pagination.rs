@@ -23,10 +23,7 @@ pub enum PageError {
 }
 
 impl PageRequest {
-    pub fn parse(
-        limit: Option<u64>,
-        cursor: Option<&str>,
-    ) -> Result<PageRequest, (&'static str, PageError)> {
+    pub fn parse(limit: Option<u64>, cursor: Option<&str>) -> Result<PageRequest, (&'static str, PageError)> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(("limit", PageError::Limit));
@@ -50,14 +47,7 @@ impl<T> Page<T> {
     pub fn from_rows(mut rows: Vec<T>, req: PageRequest, id_of: impl Fn(&T) -> Uuid) -> Page<T> {
         let more = rows.len() as u64 > req.limit;
         rows.truncate(req.limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|r| id_of(r).to_string())
-        } else {
-            None
-        };
-        Page {
-            items: rows,
-            next_cursor,
-        }
+        let next_cursor = if more { rows.last().map(|r| id_of(r).to_string()) } else { None };
+        Page { items: rows, next_cursor }
     }
 }

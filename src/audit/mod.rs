@@ -18,12 +18,7 @@ pub struct Event<'a> {
 
 impl<'a> Event<'a> {
     pub fn new(action: &'a str, actor_id: Option<Uuid>) -> Self {
-        Event {
-            action,
-            actor_id,
-            target: None,
-            details: Value::Null,
-        }
+        Event { action, actor_id, target: None, details: Value::Null }
     }
     pub fn target(mut self, kind: &'a str, id: impl ToString) -> Self {
         self.target = Some((kind, id.to_string()));
@@ -35,11 +30,7 @@ impl<'a> Event<'a> {
     }
 }
 
-pub async fn record<C: ConnectionTrait>(
-    db: &C,
-    ctx: &RequestContext,
-    event: Event<'_>,
-) -> Result<(), DbErr> {
+pub async fn record<C: ConnectionTrait>(db: &C, ctx: &RequestContext, event: Event<'_>) -> Result<(), DbErr> {
     let (target_type, target_id) = match event.target {
         Some((t, id)) => (Some(t.to_string()), Some(id)),
         None => (None, None),
@@ -56,8 +47,6 @@ pub async fn record<C: ConnectionTrait>(
         request_id: Set(ctx.request_id.clone()),
         details: Set((!event.details.is_null()).then_some(event.details)),
     };
-    audit_log::Entity::insert(row)
-        .exec_without_returning(db)
-        .await?;
+    audit_log::Entity::insert(row).exec_without_returning(db).await?;
     Ok(())
 }

@@ -19,13 +19,8 @@ const SCHEME: &str = "v1$";
 pub const MIN_CHARS: usize = 8;
 pub const MAX_CHARS: usize = 128;
 
-static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("common-passwords.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect()
-});
+static COMMON: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty()).collect());
 
 /// Why a new password is refused; the message is safe to show to the user.
 pub fn check_strength(password: &str, email: &str) -> Result<(), &'static str> {
@@ -76,38 +71,24 @@ pub struct Hasher {
 impl Hasher {
     pub fn new(cost: u32, max_concurrent: usize) -> Hasher {
         let dummy_password = uuid::Uuid::new_v4().to_string();
-        let dummy = format!(
-            "{SCHEME}{}",
-            bcrypt::hash(prehash(&dummy_password), cost).expect("bcrypt cost is validated")
-        );
-        Hasher {
-            cost,
-            permits: Semaphore::new(max_concurrent),
-            queue_wait: Duration::from_secs(2),
-            dummy,
-        }
+        let dummy =
+            format!("{SCHEME}{}", bcrypt::hash(prehash(&dummy_password), cost).expect("bcrypt cost is validated"));
+        Hasher { cost, permits: Semaphore::new(max_concurrent), queue_wait: Duration::from_secs(2), dummy }
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
         let _permit = tokio::time::timeout(self.queue_wait, self.permits.acquire())
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))
+        tokio::task::spawn_blocking(f).await.map_err(|e| HashError::Internal(e.to_string()))
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let pre = prehash(password);
         let cost = self.cost;
-        let hashed = self
-            .run(move || bcrypt::hash(pre, cost))
-            .await?
-            .map_err(|e| HashError::Internal(e.to_string()))?;
+        let hashed =
+            self.run(move || bcrypt::hash(pre, cost)).await?.map_err(|e| HashError::Internal(e.to_string()))?;
         Ok(format!("{SCHEME}{hashed}"))
     }
 
@@ -136,10 +117,7 @@ mod tests {
         let base = "a".repeat(100);
         let stored = h.hash(&format!("{base}X")).await.unwrap();
         assert!(h.verify(&format!("{base}X"), Some(&stored)).await.unwrap());
-        assert!(
-            !h.verify(&format!("{base}Y"), Some(&stored)).await.unwrap(),
-            "byte 101 must matter"
-        );
+        assert!(!h.verify(&format!("{base}Y"), Some(&stored)).await.unwrap(), "byte 101 must matter");
         assert!(!h.verify(&format!("{base}X"), None).await.unwrap());
     }
 
@@ -148,10 +126,7 @@ mod tests {
         assert!(check_strength("short", "a@b.c").is_err());
         assert!(check_strength(&"x".repeat(129), "a@b.c").is_err());
         assert!(check_strength("password1", "a@b.c").is_err());
-        assert!(
-            check_strength("Password123", "a@b.c").is_err(),
-            "case does not make a common password rare"
-        );
+        assert!(check_strength("Password123", "a@b.c").is_err(), "case does not make a common password rare");
         assert!(check_strength("aliceInWonder!", "alice@example.com").is_err());
         assert!(check_strength("correct horse battery", "bob@example.com").is_ok());
         assert_eq!(COMMON.len(), 5000);

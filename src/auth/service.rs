@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -142,10 +141,7 @@ pub fn validate_display_name(name: &str) -> Result<String, AuthError> {
         return Err(invalid("display_name", "must be 1 to 100 characters"));
     }
     if n.chars().any(char::is_control) {
-        return Err(invalid(
-            "display_name",
-            "must not contain control characters",
-        ));
+        return Err(invalid("display_name", "must not contain control characters"));
     }
     Ok(n.to_string())
 }
@@ -180,13 +176,7 @@ impl AuthService {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        model.insert(db).await.map_err(|e| {
-            if is_unique_violation(&e) {
-                AuthError::EmailTaken
-            } else {
-                e.into()
-            }
-        })
+        model.insert(db).await.map_err(|e| if is_unique_violation(&e) { AuthError::EmailTaken } else { e.into() })
     }
 
     async fn start_session<C: ConnectionTrait>(
@@ -221,11 +211,7 @@ impl AuthService {
         })
     }
 
-    async fn issue_refresh<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        session_id: Uuid,
-    ) -> Result<String, AuthError> {
+    async fn issue_refresh<C: ConnectionTrait>(&self, db: &C, session_id: Uuid) -> Result<String, AuthError> {
         let token = tokens::new_refresh_token();
         refresh_token::ActiveModel {
             token_hash: Set(tokens::hash_refresh_token(&token)),
@@ -247,9 +233,7 @@ impl AuthService {
     ) -> Result<TokenPair, AuthError> {
         let mut errors = Vec::new();
         let email = normalize_email(email).map_err(|e| errors.push(e)).ok();
-        let display_name = validate_display_name(display_name)
-            .map_err(|e| errors.push(e))
-            .ok();
+        let display_name = validate_display_name(display_name).map_err(|e| errors.push(e)).ok();
         if let Err(e) = check_password("password", password, email.as_deref().unwrap_or_default()) {
             errors.push(e);
         }
@@ -267,45 +251,22 @@ impl AuthService {
         let (email, display_name) = (email.unwrap(), display_name.unwrap());
         let hash = self.hasher.hash(password).await?;
         let txn = self.db.begin_write().await?;
-        let user = self
-            .insert_user(&*txn, &email, &display_name, hash, Role::Student)
-            .await?;
+        let user = self.insert_user(&*txn, &email, &display_name, hash, Role::Student).await?;
         let pair = self.start_session(&*txn, ctx, &user).await?;
-        audit::record(
-            &*txn,
-            ctx,
-            Event::new("auth.register", Some(user.id)).target("user", user.id),
-        )
-        .await?;
+        audit::record(&*txn, ctx, Event::new("auth.register", Some(user.id)).target("user", user.id)).await?;
         txn.commit().await?;
         Ok(pair)
     }
 
     /// For operators (`cifix create-user`): any role, same validation as registration.
-    pub async fn create_user(
-        &self,
-        email: &str,
-        password: &str,
-        role: Role,
-    ) -> Result<UserView, AuthError> {
+    pub async fn create_user(&self, email: &str, password: &str, role: Role) -> Result<UserView, AuthError> {
         let email = normalize_email(email)?;
         check_password("password", password, &email)?;
-        let display_name = email
-            .split('@')
-            .next()
-            .unwrap_or("user")
-            .chars()
-            .take(100)
-            .collect::<String>();
+        let display_name = email.split('@').next().unwrap_or("user").chars().take(100).collect::<String>();
         let hash = self.hasher.hash(password).await?;
         let txn = self.db.begin_write().await?;
-        let user = self
-            .insert_user(&*txn, &email, &display_name, hash, role)
-            .await?;
-        let ctx = RequestContext {
-            user_agent: Some("cifix create-user".into()),
-            ..Default::default()
-        };
+        let user = self.insert_user(&*txn, &email, &display_name, hash, role).await?;
+        let ctx = RequestContext { user_agent: Some("cifix create-user".into()), ..Default::default() };
         audit::record(
             &*txn,
             &ctx,
@@ -318,21 +279,13 @@ impl AuthService {
         Ok(UserView::from(&user))
     }
 
-    pub async fn login(
-        &self,
-        ctx: &RequestContext,
-        email: &str,
-        password: &str,
-    ) -> Result<TokenPair, AuthError> {
+    pub async fn login(&self, ctx: &RequestContext, email: &str, password: &str) -> Result<TokenPair, AuthError> {
         // A malformed email gets the same answer as a wrong password: no hint either way.
         let email = normalize_email(email).unwrap_or_default();
         let found = if email.is_empty() {
             None
         } else {
-            user::Entity::find()
-                .filter(user::Column::Email.eq(&email))
-                .one(&self.db.conn)
-                .await?
+            user::Entity::find().filter(user::Column::Email.eq(&email)).one(&self.db.conn).await?
         };
 
         if let Some(u) = &found
@@ -342,42 +295,27 @@ impl AuthService {
             audit::record(
                 &*txn,
                 ctx,
-                Event::new("auth.login_failed", None)
-                    .target("user", u.id)
-                    .details(json!({"reason": "locked"})),
+                Event::new("auth.login_failed", None).target("user", u.id).details(json!({"reason": "locked"})),
             )
             .await?;
             txn.commit().await?;
-            return Err(AuthError::AccountLocked {
-                retry_after_secs: retry,
-            });
+            return Err(AuthError::AccountLocked { retry_after_secs: retry });
         }
 
-        let ok = self
-            .hasher
-            .verify(password, found.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
+        let ok = self.hasher.verify(password, found.as_ref().map(|u| u.password_hash.as_str())).await?;
         let txn = self.db.begin_write().await?;
         match found {
             Some(u) if ok && u.is_active => {
                 if u.failed_login_count != 0 {
                     user::Entity::update_many()
                         .col_expr(user::Column::FailedLoginCount, Expr::value(0))
-                        .col_expr(
-                            user::Column::FailedLoginWindowStart,
-                            Expr::value(Option::<DateTime<Utc>>::None),
-                        )
+                        .col_expr(user::Column::FailedLoginWindowStart, Expr::value(Option::<DateTime<Utc>>::None))
                         .filter(user::Column::Id.eq(u.id))
                         .exec(&*txn)
                         .await?;
                 }
                 let pair = self.start_session(&*txn, ctx, &u).await?;
-                audit::record(
-                    &*txn,
-                    ctx,
-                    Event::new("auth.login", Some(u.id)).target("user", u.id),
-                )
-                .await?;
+                audit::record(&*txn, ctx, Event::new("auth.login", Some(u.id)).target("user", u.id)).await?;
                 txn.commit().await?;
                 Ok(pair)
             }
@@ -389,9 +327,7 @@ impl AuthService {
                 audit::record(
                     &*txn,
                     ctx,
-                    Event::new("auth.login_failed", None)
-                        .target("user", u.id)
-                        .details(json!({"reason": reason})),
+                    Event::new("auth.login_failed", None).target("user", u.id).details(json!({"reason": reason})),
                 )
                 .await?;
                 txn.commit().await?;
@@ -402,8 +338,7 @@ impl AuthService {
                 audit::record(
                     &*txn,
                     ctx,
-                    Event::new("auth.login_failed", None)
-                        .details(json!({"reason": "unknown_email"})),
+                    Event::new("auth.login_failed", None).details(json!({"reason": "unknown_email"})),
                 )
                 .await?;
                 txn.commit().await?;
@@ -422,11 +357,7 @@ impl AuthService {
 
     /// Counts a failed login in the database (not Redis) so that the limit survives a cache
     /// outage and is shared by every instance.
-    async fn count_failure<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        user_id: Uuid,
-    ) -> Result<(), AuthError> {
+    async fn count_failure<C: ConnectionTrait>(&self, db: &C, user_id: Uuid) -> Result<(), AuthError> {
         let mut q = user::Entity::find_by_id(user_id);
         if db.get_database_backend() == DbBackend::Postgres {
             // Serialises concurrent failures for one account; SQLite's writer lock already does.
@@ -436,9 +367,7 @@ impl AuthService {
             return Ok(());
         };
         let now = Utc::now();
-        let in_window = u
-            .failed_login_window_start
-            .is_some_and(|s| s + FAILED_LOGIN_WINDOW > now);
+        let in_window = u.failed_login_window_start.is_some_and(|s| s + FAILED_LOGIN_WINDOW > now);
         let mut am = u.clone().into_active_model();
         if in_window {
             am.failed_login_count = Set(u.failed_login_count.saturating_add(1));
@@ -453,16 +382,11 @@ impl AuthService {
     pub async fn refresh(&self, ctx: &RequestContext, token: &str) -> Result<TokenPair, AuthError> {
         let hash = tokens::hash_refresh_token(token);
         let txn = self.db.begin_write().await?;
-        let Some(row) = refresh_token::Entity::find_by_id(hash.clone())
-            .one(&*txn)
-            .await?
-        else {
+        let Some(row) = refresh_token::Entity::find_by_id(hash.clone()).one(&*txn).await? else {
             return Err(AuthError::InvalidRefreshToken);
         };
-        let session = session::Entity::find_by_id(row.session_id)
-            .one(&*txn)
-            .await?
-            .ok_or(AuthError::InvalidRefreshToken)?;
+        let session =
+            session::Entity::find_by_id(row.session_id).one(&*txn).await?.ok_or(AuthError::InvalidRefreshToken)?;
         let now = Utc::now();
         if session.revoked_at.is_some() || session.expires_at <= now {
             return Err(AuthError::InvalidRefreshToken);
@@ -479,8 +403,7 @@ impl AuthService {
             == 1;
         if !spent {
             // A spent token came back: it was stolen or replayed. End the whole session.
-            self.revoke_where(&*txn, session::Column::Id.eq(session.id), "refresh_reuse")
-                .await?;
+            self.revoke_where(&*txn, session::Column::Id.eq(session.id), "refresh_reuse").await?;
             audit::record(
                 &*txn,
                 ctx,
@@ -493,10 +416,7 @@ impl AuthService {
             return Err(AuthError::InvalidRefreshToken);
         }
 
-        let user = user::Entity::find_by_id(session.user_id)
-            .one(&*txn)
-            .await?
-            .ok_or(AuthError::InvalidRefreshToken)?;
+        let user = user::Entity::find_by_id(session.user_id).one(&*txn).await?.ok_or(AuthError::InvalidRefreshToken)?;
         if !user.is_active {
             return Err(AuthError::InvalidRefreshToken);
         }
@@ -504,19 +424,11 @@ impl AuthService {
         session::Entity::update_many()
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
             .col_expr(session::Column::Ip, Expr::value(ctx.ip.clone()))
-            .col_expr(
-                session::Column::UserAgent,
-                Expr::value(ctx.user_agent.clone()),
-            )
+            .col_expr(session::Column::UserAgent, Expr::value(ctx.user_agent.clone()))
             .filter(session::Column::Id.eq(session.id))
             .exec(&*txn)
             .await?;
-        audit::record(
-            &*txn,
-            ctx,
-            Event::new("auth.refresh", Some(user.id)).target("session", session.id),
-        )
-        .await?;
+        audit::record(&*txn, ctx, Event::new("auth.refresh", Some(user.id)).target("session", session.id)).await?;
         txn.commit().await?;
         let role: Role = user.role.parse().unwrap_or(Role::Student);
         Ok(TokenPair {
@@ -534,19 +446,11 @@ impl AuthService {
         let hash = tokens::hash_refresh_token(token);
         let txn = self.db.begin_write().await?;
         if let Some(row) = refresh_token::Entity::find_by_id(hash).one(&*txn).await?
-            && let Some(s) = session::Entity::find_by_id(row.session_id)
-                .one(&*txn)
-                .await?
+            && let Some(s) = session::Entity::find_by_id(row.session_id).one(&*txn).await?
             && s.revoked_at.is_none()
         {
-            self.revoke_where(&*txn, session::Column::Id.eq(s.id), "logout")
-                .await?;
-            audit::record(
-                &*txn,
-                ctx,
-                Event::new("auth.logout", Some(s.user_id)).target("session", s.id),
-            )
-            .await?;
+            self.revoke_where(&*txn, session::Column::Id.eq(s.id), "logout").await?;
+            audit::record(&*txn, ctx, Event::new("auth.logout", Some(s.user_id)).target("session", s.id)).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -554,15 +458,11 @@ impl AuthService {
 
     pub async fn logout_all(&self, ctx: &RequestContext, p: &Principal) -> Result<(), AuthError> {
         let txn = self.db.begin_write().await?;
-        let n = self
-            .revoke_where(&*txn, session::Column::UserId.eq(p.user_id), "logout_all")
-            .await?;
+        let n = self.revoke_where(&*txn, session::Column::UserId.eq(p.user_id), "logout_all").await?;
         audit::record(
             &*txn,
             ctx,
-            Event::new("auth.logout_all", Some(p.user_id))
-                .target("user", p.user_id)
-                .details(json!({"sessions": n})),
+            Event::new("auth.logout_all", Some(p.user_id)).target("user", p.user_id).details(json!({"sessions": n})),
         )
         .await?;
         txn.commit().await?;
@@ -578,10 +478,7 @@ impl AuthService {
         let now = Utc::now();
         Ok(session::Entity::update_many()
             .col_expr(session::Column::RevokedAt, Expr::value(Some(now)))
-            .col_expr(
-                session::Column::RevokedReason,
-                Expr::value(Some(reason.to_string())),
-            )
+            .col_expr(session::Column::RevokedReason, Expr::value(Some(reason.to_string())))
             .filter(cond)
             .filter(session::Column::RevokedAt.is_null())
             .exec(db)
@@ -592,18 +489,11 @@ impl AuthService {
     /// Establishes who is calling from an access token. The session and user rows are read on
     /// every request, so revocation, deactivation and role changes apply at once.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims = self
-            .keys
-            .verify(token)
-            .map_err(|_| AuthError::Unauthenticated)?;
-        let session = session::Entity::find_by_id(claims.sid)
-            .one(&self.db.conn)
-            .await?
-            .ok_or(AuthError::Unauthenticated)?;
-        let user = user::Entity::find_by_id(session.user_id)
-            .one(&self.db.conn)
-            .await?
-            .ok_or(AuthError::Unauthenticated)?;
+        let claims = self.keys.verify(token).map_err(|_| AuthError::Unauthenticated)?;
+        let session =
+            session::Entity::find_by_id(claims.sid).one(&self.db.conn).await?.ok_or(AuthError::Unauthenticated)?;
+        let user =
+            user::Entity::find_by_id(session.user_id).one(&self.db.conn).await?.ok_or(AuthError::Unauthenticated)?;
         if session.user_id != claims.sub
             || session.revoked_at.is_some()
             || session.expires_at <= Utc::now()
@@ -611,18 +501,11 @@ impl AuthService {
         {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Principal {
-            user_id: user.id,
-            session_id: session.id,
-            role: user.role.parse().unwrap_or(Role::Student),
-        })
+        Ok(Principal { user_id: user.id, session_id: session.id, role: user.role.parse().unwrap_or(Role::Student) })
     }
 
     pub async fn me(&self, p: &Principal) -> Result<UserView, AuthError> {
-        let u = user::Entity::find_by_id(p.user_id)
-            .one(&self.db.conn)
-            .await?
-            .ok_or(AuthError::NotFound)?;
+        let u = user::Entity::find_by_id(p.user_id).one(&self.db.conn).await?.ok_or(AuthError::NotFound)?;
         Ok(UserView::from(&u))
     }
 
@@ -633,10 +516,7 @@ impl AuthService {
         display_name: Option<&str>,
     ) -> Result<UserView, AuthError> {
         let txn = self.db.begin_write().await?;
-        let u = user::Entity::find_by_id(p.user_id)
-            .one(&*txn)
-            .await?
-            .ok_or(AuthError::NotFound)?;
+        let u = user::Entity::find_by_id(p.user_id).one(&*txn).await?.ok_or(AuthError::NotFound)?;
         let Some(name) = display_name else {
             return Ok(UserView::from(&u));
         };
@@ -667,10 +547,7 @@ impl AuthService {
         current: &str,
         new: &str,
     ) -> Result<(), AuthError> {
-        let u = user::Entity::find_by_id(p.user_id)
-            .one(&self.db.conn)
-            .await?
-            .ok_or(AuthError::NotFound)?;
+        let u = user::Entity::find_by_id(p.user_id).one(&self.db.conn).await?.ok_or(AuthError::NotFound)?;
         check_password("new_password", new, &u.email)?;
         if !self.hasher.verify(current, Some(&u.password_hash)).await? {
             return Err(invalid("current_password", "is not your current password"));
@@ -686,9 +563,7 @@ impl AuthService {
         let ended = self
             .revoke_where(
                 &*txn,
-                session::Column::UserId
-                    .eq(p.user_id)
-                    .and(session::Column::Id.ne(p.session_id)),
+                session::Column::UserId.eq(p.user_id).and(session::Column::Id.ne(p.session_id)),
                 "password_changed",
             )
             .await?;
@@ -704,11 +579,7 @@ impl AuthService {
         Ok(())
     }
 
-    pub async fn list_sessions(
-        &self,
-        p: &Principal,
-        page: PageRequest,
-    ) -> Result<Page<SessionView>, AuthError> {
+    pub async fn list_sessions(&self, p: &Principal, page: PageRequest) -> Result<Page<SessionView>, AuthError> {
         let mut q = session::Entity::find()
             .filter(session::Column::UserId.eq(p.user_id))
             .filter(session::Column::RevokedAt.is_null())
@@ -733,31 +604,19 @@ impl AuthService {
         Ok(Page::from_rows(views, page, |s| s.id))
     }
 
-    pub async fn revoke_session(
-        &self,
-        ctx: &RequestContext,
-        p: &Principal,
-        id: Uuid,
-    ) -> Result<(), AuthError> {
+    pub async fn revoke_session(&self, ctx: &RequestContext, p: &Principal, id: Uuid) -> Result<(), AuthError> {
         let txn = self.db.begin_write().await?;
         let n = self
             .revoke_where(
                 &*txn,
-                session::Column::Id
-                    .eq(id)
-                    .and(session::Column::UserId.eq(p.user_id)),
+                session::Column::Id.eq(id).and(session::Column::UserId.eq(p.user_id)),
                 "revoked_by_user",
             )
             .await?;
         if n == 0 {
             return Err(AuthError::NotFound);
         }
-        audit::record(
-            &*txn,
-            ctx,
-            Event::new("auth.session_revoke", Some(p.user_id)).target("session", id),
-        )
-        .await?;
+        audit::record(&*txn, ctx, Event::new("auth.session_revoke", Some(p.user_id)).target("session", id)).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::{
-    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
-};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,11 +41,7 @@ impl Key {
         // The kid is derived from the secret so operators configure secrets only; it reveals
         // nothing usable (a truncated hash of a ≥32-byte random secret).
         let kid = hex::encode(&Sha256::digest([b"cifix-kid:".as_slice(), secret].concat())[..6]);
-        Key {
-            kid,
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-        }
+        Key { kid, encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
     }
 }
 
@@ -64,13 +58,7 @@ pub struct TokenKeys {
 pub struct InvalidToken;
 
 impl TokenKeys {
-    pub fn new(
-        current: &[u8],
-        previous: &[Vec<u8>],
-        issuer: &str,
-        audience: &str,
-        access_ttl: Duration,
-    ) -> TokenKeys {
+    pub fn new(current: &[u8], previous: &[Vec<u8>], issuer: &str, audience: &str, access_ttl: Duration) -> TokenKeys {
         TokenKeys {
             current: Key::new(current),
             previous: previous.iter().map(|s| Key::new(s)).collect(),
@@ -104,10 +92,7 @@ impl TokenKeys {
         }
         // Keys come from configuration only; the kid merely selects among them.
         let kid = header.kid.ok_or(InvalidToken)?;
-        let key = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.kid == kid)
-            .ok_or(InvalidToken)?;
+        let key = std::iter::once(&self.current).chain(&self.previous).find(|k| k.kid == kid).ok_or(InvalidToken)?;
         let mut v = Validation::new(ALG);
         v.leeway = LEEWAY_SECS;
         v.validate_exp = true;
@@ -115,9 +100,7 @@ impl TokenKeys {
         v.set_audience(&[&self.audience]);
         v.set_issuer(&[&self.issuer]);
         v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
-        decode::<Claims>(token, &key.decoding, &v)
-            .map(|d| d.claims)
-            .map_err(|_| InvalidToken)
+        decode::<Claims>(token, &key.decoding, &v).map(|d| d.claims).map_err(|_| InvalidToken)
     }
 }
 
@@ -148,22 +131,9 @@ mod tests {
         let new = [2u8; 32];
         let token = keys(&old).issue(Uuid::now_v7(), Uuid::now_v7(), Role::Student);
         assert!(keys(&old).verify(&token).is_ok());
-        assert_eq!(
-            keys(&new).verify(&token).unwrap_err(),
-            InvalidToken,
-            "unknown key"
-        );
-        let rotated = TokenKeys::new(
-            &new,
-            &[old.to_vec()],
-            "cifix",
-            "cifix-api",
-            Duration::from_secs(900),
-        );
-        assert!(
-            rotated.verify(&token).is_ok(),
-            "the previous key is still accepted"
-        );
+        assert_eq!(keys(&new).verify(&token).unwrap_err(), InvalidToken, "unknown key");
+        let rotated = TokenKeys::new(&new, &[old.to_vec()], "cifix", "cifix-api", Duration::from_secs(900));
+        assert!(rotated.verify(&token).is_ok(), "the previous key is still accepted");
     }
 
     #[test]

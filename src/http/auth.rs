@@ -51,10 +51,7 @@ async fn register(
     Ctx(ctx): Ctx,
     ApiJson(b): ApiJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let pair = s
-        .auth
-        .register(&ctx, &b.email, &b.password, &b.display_name)
-        .await?;
+    let pair = s.auth.register(&ctx, &b.email, &b.password, &b.display_name).await?;
     Ok((StatusCode::CREATED, Json(pair)))
 }
 
@@ -69,16 +66,10 @@ async fn login(
     // Per-account budget on top of the per-IP one: spreading guesses over many addresses
     // does not buy more guesses at one account. Keyed by a hash so no address sits in Redis.
     let account = hex::encode(&Sha256::digest(b.email.trim().to_lowercase().as_bytes())[..16]);
-    let rule = Rule::per_minute(
-        "login-account",
-        s.config.login_account_rate_limit_per_minute,
-    );
+    let rule = Rule::per_minute("login-account", s.config.login_account_rate_limit_per_minute);
     let d = s.limiter.check(&rule, &account).await;
     if !d.allowed {
-        return Err(ApiError::too_many(
-            d.retry_after_secs,
-            "too many sign-in attempts for this account; retry later",
-        ));
+        return Err(ApiError::too_many(d.retry_after_secs, "too many sign-in attempts for this account; retry later"));
     }
     Ok(Json(s.auth.login(&ctx, &b.email, &b.password).await?))
 }

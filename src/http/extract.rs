@@ -32,8 +32,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -43,19 +42,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "send the body as application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload-too-large",
-                        "the request body is too large",
-                    )
-                } else {
-                    ApiError::bad_request("the request body could not be read")
-                }
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
+            } else {
+                ApiError::bad_request("the request body could not be read")
+            }
+        })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -73,15 +66,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     // serde names a missing or unknown field in its message, not in the path.
                     let msg = inner.to_string();
                     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                    let field = field_from_message(&msg).unwrap_or(if path == "." {
-                        String::new()
-                    } else {
-                        path
-                    });
-                    Err(ApiError::validation(vec![FieldError {
-                        field,
-                        message: msg,
-                    }]))
+                    let field = field_from_message(&msg).unwrap_or(if path == "." { String::new() } else { path });
+                    Err(ApiError::validation(vec![FieldError { field, message: msg }]))
                 }
                 _ => Err(ApiError::bad_request("the request body is not valid JSON")),
             }
@@ -122,8 +108,7 @@ pub struct ListParams {
 
 impl ListParams {
     pub fn page(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(self.limit, self.cursor.as_deref())
-            .map_err(|(f, e)| ApiError::field(f, e.to_string()))
+        PageRequest::parse(self.limit, self.cursor.as_deref()).map_err(|(f, e)| ApiError::field(f, e.to_string()))
     }
 }
 
@@ -133,11 +118,7 @@ pub struct Ctx(pub RequestContext);
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Ok(Ctx(parts
-            .extensions
-            .get::<RequestContext>()
-            .cloned()
-            .unwrap_or_default()))
+        Ok(Ctx(parts.extensions.get::<RequestContext>().cloned().unwrap_or_default()))
     }
 }
 
@@ -155,10 +136,7 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() < 4096)
             .ok_or_else(ApiError::unauthorized)?;
@@ -173,10 +151,6 @@ impl FromRequestParts<AppState> for Auth {
 impl Auth {
     pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
         // An endpoint a role may not use is answered like one that does not exist.
-        if roles.contains(&self.0.role) {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::not_found())
-        }
+        if roles.contains(&self.0.role) { Ok(&self.0) } else { Err(ApiError::not_found()) }
     }
 }

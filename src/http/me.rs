@@ -57,11 +57,7 @@ async fn patch_me(
     auth: Auth,
     ApiJson(b): ApiJson<UpdateMe>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(
-        s.auth
-            .update_profile(&ctx, &auth.0, b.display_name.as_deref())
-            .await?,
-    ))
+    Ok(Json(s.auth.update_profile(&ctx, &auth.0, b.display_name.as_deref()).await?))
 }
 
 /// Change the password; every other session of the user ends.
@@ -73,9 +69,7 @@ async fn change_password(
     auth: Auth,
     ApiJson(b): ApiJson<ChangePassword>,
 ) -> ApiResult<StatusCode> {
-    s.auth
-        .change_password(&ctx, &auth.0, &b.current_password, &b.new_password)
-        .await?;
+    s.auth.change_password(&ctx, &auth.0, &b.current_password, &b.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -27,11 +27,8 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// log lines or huge values through it.
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
-    (!s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
-    .then(|| s.to_string())
+    (!s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .then(|| s.to_string())
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
@@ -52,36 +49,23 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
             }
         }
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
 }
 
 /// Outermost layer: request id, client address, and the access log and metrics line.
 pub async fn context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(sane_request_id)
-        .unwrap_or_else(|| Uuid::now_v7().to_string());
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let request_id =
+        req.headers().get(&X_REQUEST_ID).and_then(sane_request_id).unwrap_or_else(|| Uuid::now_v7().to_string());
+    let peer =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let ip = client_ip(peer, req.headers(), &state.config.trusted_proxies);
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().filter(|c| !c.is_control()).take(256).collect());
-    let ctx = RequestContext {
-        request_id: Some(request_id.clone()),
-        ip: Some(ip.to_string()),
-        user_agent,
-    };
+    let ctx = RequestContext { request_id: Some(request_id.clone()), ip: Some(ip.to_string()), user_agent };
     let slot = UserSlot::default();
     req.extensions_mut().insert(ctx);
     req.extensions_mut().insert(slot.clone());
@@ -101,11 +85,7 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
 
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route.clone()),
-        ("status", status.to_string()),
-    ];
+    let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status.to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     // Only the route template is logged, never the raw path or query (they may carry tokens).
@@ -131,10 +111,8 @@ pub struct ClientIp(pub IpAddr);
 pub async fn problem_bodies(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return res;
     }
@@ -143,9 +121,9 @@ pub async fn problem_bodies(req: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => ("not-found", "no such resource"),
         StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "this method is not allowed here"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "the request body is too large"),
-        StatusCode::REQUEST_TIMEOUT
-        | StatusCode::SERVICE_UNAVAILABLE
-        | StatusCode::GATEWAY_TIMEOUT => ("timeout", "the request took too long"),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            ("timeout", "the request took too long")
+        }
         StatusCode::INTERNAL_SERVER_ERROR => ("internal", "an internal error occurred"),
         _ => ("error", "the request failed"),
     };
@@ -162,20 +140,11 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     let is_docs = req.uri().path().starts_with("/api/docs");
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
     let csp = if is_docs {
         // Swagger UI is served from the binary and needs its own scripts and inline styles.
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
@@ -188,10 +157,7 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if state.config.behind_tls() {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        );
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
     }
     res
 }
@@ -210,11 +176,7 @@ fn is_auth_route(path: &str) -> bool {
 }
 
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
+    let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
     let cfg = &state.config;
     let general = Rule::per_minute("api", cfg.rate_limit_per_minute);
     let mut decision = state.limiter.check(&general, &ip).await;
@@ -226,11 +188,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         next.run(req).await
     } else {
         metrics::counter!("rate_limited_total").increment(1);
-        ApiError::too_many(
-            decision.retry_after_secs,
-            "rate limit exceeded; retry later",
-        )
-        .into_response()
+        ApiError::too_many(decision.retry_after_secs, "rate limit exceeded; retry later").into_response()
     };
     let h = res.headers_mut();
     // A handler's own, stricter check (per account) wins if it set the headers already.
@@ -256,10 +214,7 @@ mod tests {
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap(),
-        );
+        h.insert("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap());
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let stranger: IpAddr = "9.9.9.9".parse().unwrap();
         assert_eq!(client_ip(proxy, &h, &trusted).to_string(), "1.2.3.4");
@@ -270,14 +225,8 @@ mod tests {
 
     #[test]
     fn request_ids_are_kept_only_when_sane() {
-        assert_eq!(
-            sane_request_id(&HeaderValue::from_static("abc-123")),
-            Some("abc-123".into())
-        );
+        assert_eq!(sane_request_id(&HeaderValue::from_static("abc-123")), Some("abc-123".into()));
         assert_eq!(sane_request_id(&HeaderValue::from_static("a b")), None);
-        assert_eq!(
-            sane_request_id(&HeaderValue::from_str(&"x".repeat(65)).unwrap()),
-            None
-        );
+        assert_eq!(sane_request_id(&HeaderValue::from_str(&"x".repeat(65)).unwrap()), None);
     }
 }

@@ -40,24 +40,15 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
 
 /// The versioned API and its OpenAPI description, built from the same route table.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let v1 = OpenApiRouter::new()
-        .merge(auth::router())
-        .merge(me::router());
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", v1)
-        .split_for_parts()
+    let v1 = OpenApiRouter::new().merge(auth::router()).merge(me::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1).split_for_parts()
 }
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -70,20 +61,10 @@ pub fn router(state: AppState) -> Router {
     let cors = if cfg.cors_origins.is_empty() {
         CorsLayer::new()
     } else {
-        let origins: Vec<HeaderValue> = cfg
-            .cors_origins
-            .iter()
-            .filter_map(|o| o.parse().ok())
-            .collect();
+        let origins: Vec<HeaderValue> = cfg.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
         CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([
-                Method::GET,
-                Method::POST,
-                Method::PUT,
-                Method::PATCH,
-                Method::DELETE,
-            ])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
@@ -111,16 +92,10 @@ pub fn router(state: AppState) -> Router {
         // Innermost first: each `.layer` wraps everything above it.
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            cfg.request_timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, cfg.request_timeout))
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
         .layer(cors)
-        .layer(from_fn_with_state(
-            state.clone(),
-            middleware::security_headers,
-        ))
+        .layer(from_fn_with_state(state.clone(), middleware::security_headers))
         .layer(from_fn(middleware::problem_bodies))
         .layer(from_fn_with_state(state.clone(), middleware::context))
         .with_state(state)

@@ -23,18 +23,11 @@ pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     })
     .await;
     match db {
-        Ok(Ok(true)) => (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "database": "ok"})),
-        ),
-        Ok(Ok(false)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "database": "migrations pending"})),
-        ),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "database": "unreachable"})),
-        ),
+        Ok(Ok(true)) => (StatusCode::OK, Json(json!({"status": "ok", "database": "ok"}))),
+        Ok(Ok(false)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "migrations pending"})))
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"}))),
     }
 }
 
@@ -43,8 +36,5 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("db_pool_connections").set(size as f64);
     metrics::gauge!("db_pool_idle_connections").set(idle as f64);
     metrics::gauge!("db_pool_in_use_connections").set(size.saturating_sub(idle as u32) as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }

@@ -47,38 +47,21 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            slug,
-            detail: detail.into(),
-            errors: Vec::new(),
-            retry_after: None,
-        }
+        ApiError { status, slug, detail: detail.into(), errors: Vec::new(), retry_after: None }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed-request", detail)
     }
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let mut e = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "the request has invalid fields",
-        );
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "the request has invalid fields");
         e.errors = errors;
         e
     }
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self::validation(vec![FieldError {
-            field: field.to_string(),
-            message: message.into(),
-        }])
+        Self::validation(vec![FieldError { field: field.to_string(), message: message.into() }])
     }
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid access token is required",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid access token is required")
     }
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
@@ -106,11 +89,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         Problem {
             kind: format!("urn:cifix:problem:{}", self.slug),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_string(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             request_id: current_request_id(),
@@ -123,10 +102,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = (self.status, Json(self.problem())).into_response();
         let h = res.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -138,23 +114,14 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Validation(v) => ApiError::validation(
-                v.into_iter()
-                    .map(|(f, m)| FieldError {
-                        field: f.to_string(),
-                        message: m,
-                    })
-                    .collect(),
+                v.into_iter().map(|(f, m)| FieldError { field: f.to_string(), message: m }).collect(),
             ),
-            AuthError::EmailTaken => ApiError::new(
-                StatusCode::CONFLICT,
-                "email-taken",
-                "this email is already registered",
-            ),
-            AuthError::InvalidCredentials => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-credentials",
-                "invalid email or password",
-            ),
+            AuthError::EmailTaken => {
+                ApiError::new(StatusCode::CONFLICT, "email-taken", "this email is already registered")
+            }
+            AuthError::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid-credentials", "invalid email or password")
+            }
             AuthError::AccountLocked { retry_after_secs } => ApiError::too_many(
                 retry_after_secs,
                 "too many failed sign-in attempts for this account; try again later",

@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -51,26 +51,18 @@ impl Db {
                 .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
         }
         let mut opts = ConnectOptions::new(url.to_string());
-        opts.max_connections(if is_sqlite {
-            max_connections.min(8)
-        } else {
-            max_connections
-        })
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
+        opts.max_connections(if is_sqlite { max_connections.min(8) } else { max_connections })
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
         let conn = Database::connect(opts).await?;
         if is_sqlite {
             // WAL lets readers proceed while the single writer commits.
             conn.execute_unprepared("PRAGMA journal_mode=WAL;").await?;
-            conn.execute_unprepared("PRAGMA synchronous=NORMAL;")
-                .await?;
+            conn.execute_unprepared("PRAGMA synchronous=NORMAL;").await?;
         }
-        Ok(Db {
-            conn,
-            sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))),
-        })
+        Ok(Db { conn, sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))) })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -83,9 +75,7 @@ impl Db {
 
     /// True when every known migration has been applied.
     pub async fn is_migrated(&self) -> Result<bool, DbErr> {
-        Ok(Migrator::get_pending_migrations(&self.conn)
-            .await?
-            .is_empty())
+        Ok(Migrator::get_pending_migrations(&self.conn).await?.is_empty())
     }
 
     pub async fn begin_write(&self) -> Result<WriteTxn, DbErr> {
@@ -118,17 +108,12 @@ impl Db {
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
 /// Maps a unique-constraint violation to `true` so callers can turn races into 409s.
 pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(
-        e.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }

@@ -26,11 +26,7 @@ pub struct Rule {
 
 impl Rule {
     pub const fn per_minute(name: &'static str, limit: u32) -> Rule {
-        Rule {
-            name,
-            limit,
-            period: Duration::from_secs(60),
-        }
+        Rule { name, limit, period: Duration::from_secs(60) }
     }
     fn emission(&self) -> Duration {
         self.period / self.limit.max(1)
@@ -56,9 +52,7 @@ pub struct LocalLimiter {
 
 impl Default for LocalLimiter {
     fn default() -> Self {
-        LocalLimiter {
-            limiters: std::sync::Mutex::new(HashMap::new()),
-        }
+        LocalLimiter { limiters: std::sync::Mutex::new(HashMap::new()) }
     }
 }
 
@@ -68,9 +62,7 @@ impl LocalLimiter {
         map.entry(*rule)
             .or_insert_with(|| {
                 let burst = NonZeroU32::new(rule.limit.max(1)).unwrap();
-                let quota = Quota::with_period(rule.emission())
-                    .unwrap()
-                    .allow_burst(burst);
+                let quota = Quota::with_period(rule.emission()).unwrap().allow_burst(burst);
                 Arc::new(Governor::dashmap(quota).with_middleware::<StateInformationMiddleware>())
             })
             .clone()
@@ -133,11 +125,7 @@ return {1, remaining, math.ceil(new_tat - now), 0}
 
 pub enum RateLimiter {
     Local(LocalLimiter),
-    Redis {
-        redis: Arc<Redis>,
-        script: redis::Script,
-        fallback: LocalLimiter,
-    },
+    Redis { redis: Arc<Redis>, script: redis::Script, fallback: LocalLimiter },
 }
 
 impl RateLimiter {
@@ -146,21 +134,13 @@ impl RateLimiter {
     }
 
     pub fn redis(redis: Arc<Redis>) -> Self {
-        RateLimiter::Redis {
-            redis,
-            script: redis::Script::new(GCRA_SCRIPT),
-            fallback: LocalLimiter::default(),
-        }
+        RateLimiter::Redis { redis, script: redis::Script::new(GCRA_SCRIPT), fallback: LocalLimiter::default() }
     }
 
     pub async fn check(&self, rule: &Rule, key: &str) -> Decision {
         match self {
             RateLimiter::Local(l) => l.check(rule, key),
-            RateLimiter::Redis {
-                redis,
-                script,
-                fallback,
-            } => {
+            RateLimiter::Redis { redis, script, fallback } => {
                 let Some(mut conn) = redis.conn().await else {
                     return fallback.check(rule, key);
                 };
@@ -177,9 +157,7 @@ impl RateLimiter {
                         limit: rule.limit,
                         remaining: remaining.max(0) as u32,
                         reset_secs: (reset_us.max(0) as u64).div_ceil(1_000_000),
-                        retry_after_secs: (retry_us.max(0) as u64)
-                            .div_ceil(1_000_000)
-                            .max(u64::from(allowed != 1)),
+                        retry_after_secs: (retry_us.max(0) as u64).div_ceil(1_000_000).max(u64::from(allowed != 1)),
                     },
                     Err(e) => {
                         tracing::warn!(error = %e, "rate limit check fell back to the local limiter");
@@ -207,16 +185,10 @@ mod tests {
         let l = LocalLimiter::default();
         let rule = Rule::per_minute("t", 3);
         let d: Vec<_> = (0..4).map(|_| l.check(&rule, "ip")).collect();
-        assert_eq!(
-            d.iter().map(|d| d.remaining).collect::<Vec<_>>(),
-            vec![2, 1, 0, 0]
-        );
+        assert_eq!(d.iter().map(|d| d.remaining).collect::<Vec<_>>(), vec![2, 1, 0, 0]);
         assert!(d[..3].iter().all(|d| d.allowed));
         assert!(!d[3].allowed);
         assert!(d[3].retry_after_secs >= 1 && d[3].retry_after_secs <= 20);
-        assert!(
-            l.check(&rule, "other-ip").allowed,
-            "keys have separate budgets"
-        );
+        assert!(l.check(&rule, "other-ip").allowed, "keys have separate budgets");
     }
 }

@@ -157,14 +157,7 @@ impl MigrationTrait for Migration {
             ("idx_audit_actor", AuditLog::ActorId),
             ("idx_audit_action", AuditLog::Action),
         ] {
-            m.create_index(
-                Index::create()
-                    .name(name)
-                    .table(AuditLog::Table)
-                    .col(col)
-                    .to_owned(),
-            )
-            .await?;
+            m.create_index(Index::create().name(name).table(AuditLog::Table).col(col).to_owned()).await?;
         }
 
         // The audit trail is append-only, enforced by the database itself so that no code path

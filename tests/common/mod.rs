@@ -134,7 +134,9 @@ impl TestApp {
 
     /// Registers a fresh student and returns the token response.
     pub async fn register(&self, email: &str) -> Value {
-        let res = self.post("/auth/register", None, json!({"email": email, "password": PASSWORD, "display_name": "Test User"})).await;
+        let res = self
+            .post("/auth/register", None, json!({"email": email, "password": PASSWORD, "display_name": "Test User"}))
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED, "register {email}");
         res.json().await.unwrap()
     }
