@@ -8,6 +8,7 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::{
+    admin::AdminService,
     auth::{AuthService, password::Hasher, tokens::TokenKeys},
     config::Config,
     http,
@@ -19,6 +20,7 @@ pub struct Inner {
     pub config: Config,
     pub db: Db,
     pub auth: AuthService,
+    pub admin: AdminService,
     pub limiter: RateLimiter,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
@@ -102,7 +104,8 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         refresh_ttl: config.refresh_token_ttl,
         max_failed_logins_per_hour: config.max_failed_logins_per_hour,
     };
-    Ok(AppState(Arc::new(Inner { config, db, auth, limiter, redis, metrics: telemetry::metrics_handle() })))
+    let admin = AdminService { db: db.clone() };
+    Ok(AppState(Arc::new(Inner { config, db, auth, admin, limiter, redis, metrics: telemetry::metrics_handle() })))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured

@@ -1,5 +1,6 @@
 //! The HTTP edge: routing, guards and OpenAPI. Handlers stay thin and call domain services.
 
+pub mod admin;
 pub mod auth;
 pub mod extract;
 pub mod me;
@@ -30,7 +31,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"))
+    tags((name = "auth"), (name = "account"), (name = "admin"))
 )]
 struct ApiDoc;
 
@@ -47,7 +48,7 @@ impl Modify for BearerAuth {
 
 /// The versioned API and its OpenAPI description, built from the same route table.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let v1 = OpenApiRouter::new().merge(auth::router()).merge(me::router());
+    let v1 = OpenApiRouter::new().merge(auth::router()).merge(me::router()).merge(admin::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1).split_for_parts()
 }
 

@@ -1,0 +1,110 @@
+//! `/admin/*`: user management and the audit trail (admins only; 404 for everyone else).
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    extract::{ApiJson, ApiQuery, Auth, Ctx},
+    problem::{ApiError, ApiResult, Problem},
+};
+use crate::{
+    admin::{AdminError, AdminUserView, AuditEntryView, AuditFilter},
+    app::AppState,
+    context::Role,
+    pagination::{Page, PageRequest},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_users)).routes(routes!(update_user)).routes(routes!(audit_log))
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Validation(f, m) => ApiError::field(f, m),
+            AdminError::NotFound => ApiError::not_found(),
+            AdminError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    /// Part of the email or display name.
+    pub q: Option<String>,
+    pub role: Option<Role>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub actor_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+fn page(limit: Option<u64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    PageRequest::parse(limit, cursor).map_err(|(f, e)| ApiError::field(f, e.to_string()))
+}
+
+/// Users, newest first, filtered by text and role.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = [])), params(UserQuery),
+    responses((status = 200, body = Page<AdminUserView>), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn list_users(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> ApiResult<Json<Page<AdminUserView>>> {
+    auth.require(&[Role::Admin])?;
+    let page = page(q.limit, q.cursor.as_deref())?;
+    Ok(Json(s.admin.list_users(q.q.as_deref(), q.role, page).await?))
+}
+
+/// Change a user's role or deactivate them (their sessions end at once).
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UpdateUser,
+    responses((status = 200, body = AdminUserView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_user(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<UpdateUser>,
+) -> ApiResult<Json<AdminUserView>> {
+    let admin = auth.require(&[Role::Admin])?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    Ok(Json(s.admin.update_user(&ctx, admin, id, b.role, b.is_active).await?))
+}
+
+/// The audit trail, newest first.
+#[utoipa::path(get, path = "/admin/audit-log", tag = "admin", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = Page<AuditEntryView>), (status = 404, body = Problem)))]
+async fn audit_log(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Page<AuditEntryView>>> {
+    auth.require(&[Role::Admin])?;
+    let page = page(q.limit, q.cursor.as_deref())?;
+    let filter = AuditFilter { actor_id: q.actor_id, action: q.action, since: q.since, until: q.until };
+    Ok(Json(s.admin.audit_log(filter, page).await?))
+}
