@@ -55,8 +55,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        // Trailing bytes after the value make the whole body malformed, not ignorable.
+        Ok(v) => de.end().map(|()| v).map_err(|_| ApiError::bad_request("the request body is not valid JSON")),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
