@@ -44,17 +44,18 @@ impl Server {
         let log_path = std::path::Path::new(&env["CIFIX_DATA_DIR"]).join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = command(&env).arg("serve").stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned by `Server` from here on, so its Drop reaps the process even if we panic below.
+        let server = Server { child, base: format!("http://127.0.0.1:{port}"), log_path };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
+            if let Ok(r) = client.get(format!("{}/health/ready", server.base)).send().await
                 && r.status() == StatusCode::OK
             {
-                return Server { child, base, log_path };
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("cifix did not become ready: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        panic!("cifix did not become ready: {}", server.log());
     }
 
     fn log(&self) -> String {
