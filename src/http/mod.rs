@@ -15,14 +15,13 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{from_fn, from_fn_with_state},
-    routing::get,
 };
 use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, timeout::TimeoutLayer};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::AppState;
@@ -31,7 +30,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"), (name = "admin"))
+    tags((name = "auth"), (name = "account"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -49,7 +48,12 @@ impl Modify for BearerAuth {
 /// The versioned API and its OpenAPI description, built from the same route table.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new().merge(auth::router()).merge(me::router()).merge(admin::router());
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1).split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::live))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .nest("/api/v1", v1)
+        .split_for_parts()
 }
 
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -84,9 +88,6 @@ pub fn router(state: AppState) -> Router {
     };
 
     Router::new()
-        .route("/health/live", get(ops::live))
-        .route("/health/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
         .merge(api)
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
         .fallback(|| async { StatusCode::NOT_FOUND })

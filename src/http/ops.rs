@@ -10,12 +10,16 @@ use serde_json::json;
 
 use crate::app::AppState;
 
+/// The process is up (it may still be unable to serve: see readiness).
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "alive")))]
 pub async fn live() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready when the database answers and every migration is applied; a load balancer takes the
 /// instance out of rotation otherwise.
+#[utoipa::path(get, path = "/health/ready", tag = "operations",
+    responses((status = 200, description = "database reachable, migrations applied"), (status = 503, description = "not ready")))]
 pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     let db = tokio::time::timeout(std::time::Duration::from_secs(2), async {
         s.db.ping().await?;
@@ -31,6 +35,8 @@ pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus text format: request counts and latency by route and status, pool usage.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let (size, idle) = s.db.pool_usage();
     metrics::gauge!("db_pool_connections").set(size as f64);
