@@ -9,9 +9,11 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{AuthService, password::Hasher, tokens::TokenKeys},
+    catalog::CatalogService,
     config::Config,
     http,
     infra::{db::Db, ratelimit::RateLimiter, redis::Redis},
+    progress::ProgressService,
     telemetry,
 };
 
@@ -19,6 +21,8 @@ pub struct Inner {
     pub config: Config,
     pub db: Db,
     pub auth: AuthService,
+    pub catalog: CatalogService,
+    pub progress: ProgressService,
     pub limiter: RateLimiter,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
@@ -112,6 +116,8 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     };
     Ok(AppState(Arc::new(Inner {
         config,
+        catalog: CatalogService { db: db.clone() },
+        progress: ProgressService { db: db.clone() },
         db,
         auth,
         limiter,

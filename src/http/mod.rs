@@ -1,11 +1,13 @@
 //! The HTTP edge: routing, guards and OpenAPI. Handlers stay thin and call domain services.
 
 pub mod auth;
+pub mod catalog;
 pub mod extract;
 pub mod me;
 pub mod middleware;
 pub mod ops;
 pub mod problem;
+pub mod progress;
 
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"))
+    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"))
 )]
 struct ApiDoc;
 
@@ -54,7 +56,9 @@ impl Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .merge(auth::router())
-        .merge(me::router());
+        .merge(me::router())
+        .merge(catalog::router())
+        .merge(progress::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts()

@@ -1,0 +1,7 @@
+//! Courses, modules and lessons: authoring and browsing. Knows the database and the audit
+//! trail, nothing of HTTP.
+
+pub mod positions;
+pub mod service;
+
+pub use service::{CatalogError, CatalogService};
