@@ -22,7 +22,9 @@ pub async fn user(app: &TestApp, name: &str, role: &str) -> User {
     if role != "student" {
         app.db
             .conn
-            .execute_unprepared(&format!("UPDATE users SET role = '{role}' WHERE email = '{email}'"))
+            .execute_unprepared(&format!(
+                "UPDATE users SET role = '{role}' WHERE email = '{email}'"
+            ))
             .await
             .unwrap();
     }
@@ -38,7 +40,10 @@ pub async fn send(app: &TestApp, method: Method, path: &str, u: &User, body: Val
 }
 
 pub async fn delete(app: &TestApp, path: &str, u: &User) -> Response {
-    app.req(Method::DELETE, path, Some(&u.token)).send().await.unwrap()
+    app.req(Method::DELETE, path, Some(&u.token))
+        .send()
+        .await
+        .unwrap()
 }
 
 pub async fn get_json(app: &TestApp, path: &str, u: &User) -> Value {
@@ -63,29 +68,65 @@ pub async fn course(app: &TestApp, u: &User, slug: &str) -> String {
         json!({"slug": slug, "title": format!("Course {slug}"), "summary": "About it", "level": "beginner"}),
     )
     .await;
-    expect(res, StatusCode::CREATED).await["id"].as_str().unwrap().to_string()
+    expect(res, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 pub async fn publish(app: &TestApp, u: &User, course_id: &str) {
-    let res = send(app, Method::PATCH, &format!("/courses/{course_id}"), u, json!({"published": true})).await;
+    let res = send(
+        app,
+        Method::PATCH,
+        &format!("/courses/{course_id}"),
+        u,
+        json!({"published": true}),
+    )
+    .await;
     expect(res, StatusCode::OK).await;
 }
 
-pub async fn module(app: &TestApp, u: &User, course_id: &str, title: &str, position: Option<i32>) -> Value {
+pub async fn module(
+    app: &TestApp,
+    u: &User,
+    course_id: &str,
+    title: &str,
+    position: Option<i32>,
+) -> Value {
     let mut body = json!({"title": title});
     if let Some(p) = position {
         body["position"] = json!(p);
     }
-    let res = send(app, Method::POST, &format!("/courses/{course_id}/modules"), u, body).await;
+    let res = send(
+        app,
+        Method::POST,
+        &format!("/courses/{course_id}/modules"),
+        u,
+        body,
+    )
+    .await;
     expect(res, StatusCode::CREATED).await
 }
 
-pub async fn lesson(app: &TestApp, u: &User, module_id: &str, title: &str, position: Option<i32>) -> Value {
+pub async fn lesson(
+    app: &TestApp,
+    u: &User,
+    module_id: &str,
+    title: &str,
+    position: Option<i32>,
+) -> Value {
     let mut body = json!({"title": title, "kind": "reading", "content": "# Hello"});
     if let Some(p) = position {
         body["position"] = json!(p);
     }
-    let res = send(app, Method::POST, &format!("/modules/{module_id}/lessons"), u, body).await;
+    let res = send(
+        app,
+        Method::POST,
+        &format!("/modules/{module_id}/lessons"),
+        u,
+        body,
+    )
+    .await;
     expect(res, StatusCode::CREATED).await
 }
 
@@ -121,9 +162,22 @@ pub async fn world(app: &TestApp, modules: usize, per_module: usize) -> World {
         module_ids.push(mid);
     }
     publish(app, &instructor, &course_id).await;
-    let res = send(app, Method::POST, &format!("/courses/{course_id}/enrollments"), &student, json!({})).await;
+    let res = send(
+        app,
+        Method::POST,
+        &format!("/courses/{course_id}/enrollments"),
+        &student,
+        json!({}),
+    )
+    .await;
     expect(res, StatusCode::CREATED).await;
-    World { instructor, student, course_id, module_ids, lesson_ids }
+    World {
+        instructor,
+        student,
+        course_id,
+        module_ids,
+        lesson_ids,
+    }
 }
 
 pub async fn count(app: &TestApp, sql: &str) -> i64 {

@@ -22,7 +22,8 @@ pub fn use_postgres() -> bool {
 }
 
 pub fn pg_base() -> String {
-    std::env::var("CIFIX_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("CIFIX_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 pub fn redis_url() -> String {
@@ -33,12 +34,20 @@ pub fn redis_url() -> String {
 pub async fn fresh_database_url(dir: &TempDir) -> String {
     if use_postgres() {
         let name = format!("cifix_t_{}", Uuid::new_v4().simple());
-        let admin = Database::connect(format!("{}/postgres", pg_base())).await.expect("PostgreSQL reachable");
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let admin = Database::connect(format!("{}/postgres", pg_base()))
+            .await
+            .expect("PostgreSQL reachable");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
         admin.close().await.ok();
         format!("{}/{name}", pg_base())
     } else {
-        format!("sqlite://{}?mode=rwc", dir.path().join("cifix.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("cifix.db").display()
+        )
     }
 }
 
@@ -51,10 +60,16 @@ pub async fn base_env(dir: &TempDir) -> HashMap<String, String> {
     env.insert("CIFIX_BCRYPT_COST".into(), "4".into());
     env.insert("CIFIX_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     env.insert("CIFIX_AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
-    env.insert("CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
+    env.insert(
+        "CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE".into(),
+        "100000".into(),
+    );
     if use_postgres() {
         env.insert("REDIS_URL".into(), redis_url());
-        env.insert("CIFIX_REDIS_PREFIX".into(), format!("cifix-test:{}:", Uuid::new_v4().simple()));
+        env.insert(
+            "CIFIX_REDIS_PREFIX".into(),
+            format!("cifix-test:{}:", Uuid::new_v4().simple()),
+        );
     }
     env
 }
@@ -89,7 +104,10 @@ impl TestApp {
         }));
         TestApp {
             base,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             db,
             env,
             shutdown: Some(tx),
@@ -105,7 +123,11 @@ impl TestApp {
     }
 
     pub fn url(&self, path: &str) -> String {
-        if path.starts_with('/') && !path.starts_with("/api/") && !path.starts_with("/health") && path != "/metrics" {
+        if path.starts_with('/')
+            && !path.starts_with("/api/")
+            && !path.starts_with("/health")
+            && path != "/metrics"
+        {
             format!("{}/api/v1{path}", self.base)
         } else {
             format!("{}{path}", self.base)
@@ -124,8 +146,18 @@ impl TestApp {
         self.req(Method::GET, path, token).send().await.unwrap()
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, token: Option<&str>, body: Value) -> Response {
-        self.req(method, path, token).json(&body).send().await.unwrap()
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Response {
+        self.req(method, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
@@ -134,13 +166,24 @@ impl TestApp {
 
     /// Registers a fresh student and returns the token response.
     pub async fn register(&self, email: &str) -> Value {
-        let res = self.post("/auth/register", None, json!({"email": email, "password": PASSWORD, "display_name": "Test User"})).await;
+        let res = self
+            .post(
+                "/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "display_name": "Test User"}),
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED, "register {email}");
         res.json().await.unwrap()
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.post("/auth/login", None, json!({"email": email, "password": password})).await
+        self.post(
+            "/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Runs SQL through the test's own connection and returns the first column of each row
@@ -149,7 +192,10 @@ impl TestApp {
         let row = self
             .db
             .conn
-            .query_one_raw(sea_orm::Statement::from_string(self.db.backend(), sql.to_string()))
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.db.backend(),
+                sql.to_string(),
+            ))
             .await
             .unwrap()
             .unwrap();
@@ -166,9 +212,24 @@ impl Drop for TestApp {
 /// Asserts a problem+json response and returns its body.
 pub async fn problem(res: Response, status: StatusCode) -> Value {
     assert_eq!(res.status(), status);
-    let ct = res.headers().get("content-type").unwrap().to_str().unwrap().to_string();
-    assert!(ct.starts_with("application/problem+json"), "content-type {ct}");
-    let rid = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_string();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type {ct}"
+    );
+    let rid = res
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16());
     assert_eq!(body["request_id"], rid, "problem carries the request id");
@@ -178,5 +239,10 @@ pub async fn problem(res: Response, status: StatusCode) -> Value {
 
 /// The fields named in a 422's `errors`.
 pub fn error_fields(body: &Value) -> Vec<String> {
-    body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_string()).collect()
+    body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect()
 }
