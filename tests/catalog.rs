@@ -611,3 +611,53 @@ async fn parallel_inserts_keep_positions_dense() {
         .collect();
     assert_eq!(pos, (1..=12).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn seed_demo_loads_a_living_catalog_once() {
+    use cifix::{
+        auth::{AuthService, password::Hasher, tokens::TokenKeys},
+        catalog::{CatalogService, demo},
+        progress::ProgressService,
+    };
+    use std::time::Duration;
+    let app = TestApp::spawn().await;
+    let auth = AuthService {
+        db: app.db.clone(),
+        hasher: Hasher::new(4, 1),
+        keys: TokenKeys::new(&[0u8; 32], &[], "", "", Duration::from_secs(60)),
+        refresh_ttl: Duration::from_secs(60),
+        max_failed_logins_per_hour: 100,
+    };
+    let catalog = CatalogService { db: app.db.clone() };
+    let progress = ProgressService { db: app.db.clone() };
+    let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
+    let password = report.password.expect("first run seeds");
+
+    let res = app.login(demo::STUDENT_EMAILS[0], &password).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let token: Value = res.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let list: Value = app.get("/courses", Some(token)).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["published"] == true && c["lesson_count"].as_u64().unwrap() >= 5)
+    );
+    let d: Value = app
+        .get("/me/dashboard", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["enrollments_progress"].as_array().unwrap().len(), 2);
+    assert_eq!(d["enrollments_progress"][0]["completed_lessons"], 3);
+    assert_eq!(d["streak_days"], 1);
+
+    let again = demo::seed(&auth, &catalog, &progress).await.unwrap();
+    assert!(again.password.is_none());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 3);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 3);
+}
