@@ -741,3 +741,53 @@ async fn dashboard_shows_progress_and_streak() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn deleting_lessons_while_students_complete_them_stays_consistent() {
+    let app = TestApp::spawn().await;
+    let w = world(&app, 1, 6).await;
+    let puts = w.lesson_ids.iter().map(|l| {
+        let (app, w) = (&app, &w);
+        async move {
+            put(app, w, l, json!({"status": "completed"}))
+                .await
+                .status()
+        }
+    });
+    let deletes = w.lesson_ids[..3].iter().map(|l| {
+        let (app, w) = (&app, &w);
+        async move {
+            delete(app, &format!("/lessons/{l}"), &w.instructor)
+                .await
+                .status()
+        }
+    });
+    let (puts, deletes) = futures::future::join(
+        futures::future::join_all(puts),
+        futures::future::join_all(deletes),
+    )
+    .await;
+    for s in &puts {
+        assert!([StatusCode::OK, StatusCode::NOT_FOUND].contains(s), "{s}");
+    }
+    for s in &deletes {
+        assert_eq!(*s, StatusCode::NO_CONTENT);
+    }
+    let p = my_course(&app, &w).await;
+    assert_eq!(
+        (p["completed_lessons"].as_u64(), p["total_lessons"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert!(p["completed_at"].is_string());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 3);
+    // Completed by the last PUT (its own audit row) or by the last delete (counted in the
+    // delete's row), whichever came last: never twice.
+    assert!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed'"
+        )
+        .await
+            <= 1
+    );
+}

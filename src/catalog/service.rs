@@ -19,7 +19,7 @@ use super::positions::{self, Ordered};
 use crate::{
     audit::{self, Event},
     context::{Principal, RequestContext, Role},
-    entities::{course, lesson, module},
+    entities::{course, enrollment, lesson, module},
     infra::db::{Db, is_unique_violation},
     pagination::{Page, PageRequest},
 };
@@ -341,6 +341,28 @@ impl CatalogService {
             Some(c) if can_edit(&c, p) => Ok(c),
             _ => Err(CatalogError::NotFound),
         }
+    }
+
+    /// Locks the course's enrollment rows before a delete (PostgreSQL). A progress write
+    /// locks an enrollment and then references a lesson; a delete removes a lesson and then
+    /// updates enrollments. Taking the enrollments first gives both the same order, so they
+    /// cannot deadlock.
+    async fn lock_course_enrollments<C: ConnectionTrait>(
+        db: &C,
+        course_id: Uuid,
+    ) -> Result<(), DbErr> {
+        if db.get_database_backend() == DbBackend::Postgres {
+            enrollment::Entity::find()
+                .select_only()
+                .column(enrollment::Column::Id)
+                .filter(enrollment::Column::CourseId.eq(course_id))
+                .order_by_asc(enrollment::Column::Id)
+                .lock_exclusive()
+                .into_tuple::<Uuid>()
+                .all(db)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Counts of modules and lessons per course, for the given courses.
@@ -751,6 +773,7 @@ impl CatalogService {
             .filter(lesson::Column::ModuleId.eq(m.id))
             .count(&*txn)
             .await?;
+        Self::lock_course_enrollments(&*txn, c.id).await?;
         // Lessons and their progress go with the module (foreign keys cascade).
         module::Entity::delete_by_id(m.id).exec(&*txn).await?;
         positions::shift(&*txn, Ordered::Modules, c.id, m.position + 1, -1).await?;
@@ -933,6 +956,7 @@ impl CatalogService {
     ) -> Result<(), CatalogError> {
         let txn = self.db.begin_write().await?;
         let (c, l) = Self::lesson_for_edit(&*txn, p, id).await?;
+        Self::lock_course_enrollments(&*txn, c.id).await?;
         // Its progress rows go with it (foreign key cascade), so rollups stay exact.
         lesson::Entity::delete_by_id(l.id).exec(&*txn).await?;
         positions::shift(&*txn, Ordered::Lessons, l.module_id, l.position + 1, -1).await?;
