@@ -10,9 +10,11 @@ use tokio::net::TcpListener;
 use crate::{
     admin::AdminService,
     auth::{AuthService, password::Hasher, tokens::TokenKeys},
+    catalog::CatalogService,
     config::Config,
     http,
     infra::{db::Db, ratelimit::RateLimiter, redis::Redis},
+    progress::ProgressService,
     telemetry,
 };
 
@@ -21,6 +23,8 @@ pub struct Inner {
     pub db: Db,
     pub auth: AuthService,
     pub admin: AdminService,
+    pub catalog: CatalogService,
+    pub progress: ProgressService,
     pub limiter: RateLimiter,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
@@ -105,7 +109,17 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         max_failed_logins_per_hour: config.max_failed_logins_per_hour,
     };
     let admin = AdminService { db: db.clone() };
-    Ok(AppState(Arc::new(Inner { config, db, auth, admin, limiter, redis, metrics: telemetry::metrics_handle() })))
+    Ok(AppState(Arc::new(Inner {
+        config,
+        catalog: CatalogService { db: db.clone() },
+        progress: ProgressService { db: db.clone() },
+        admin,
+        db,
+        auth,
+        limiter,
+        redis,
+        metrics: telemetry::metrics_handle(),
+    })))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured

@@ -35,6 +35,9 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Load a small demo catalog (courses, a demo instructor and students). Runs migrations
+    /// first; a second run changes nothing.
+    SeedDemo,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -91,6 +94,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Err(e) => Err(e.into()),
             }
+        }
+        Command::SeedDemo => {
+            if config.env == crate::config::Environment::Production {
+                bail!("seed-demo refuses to run with CIFIX_ENV=production");
+            }
+            let state = app::build(config).await?;
+            let report = crate::catalog::demo::seed(&state.auth, &state.catalog, &state.progress).await?;
+            match report.password {
+                Some(pw) => {
+                    println!("seeded {} demo courses; sign in with password {pw} as:", report.courses);
+                    println!("  {} (instructor)", crate::catalog::demo::INSTRUCTOR_EMAIL);
+                    for e in crate::catalog::demo::STUDENT_EMAILS {
+                        println!("  {e} (student)");
+                    }
+                }
+                None => println!("the demo data is already there; nothing changed"),
+            }
+            Ok(())
         }
         Command::Openapi => unreachable!(),
     }

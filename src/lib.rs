@@ -1,7 +1,7 @@
 //! CIFIX LEARN backend.
 //!
 //! Layout: `http/` is the thin axum edge (routing, extractors, middleware, OpenAPI);
-//! `auth/` and `audit/` hold domain logic that knows nothing of axum; `infra/` holds the
+//! `auth/`, `audit/`, `catalog/` and `progress/` hold domain logic that knows nothing of axum; `infra/` holds the
 //! swappable infrastructure (database, Redis, rate limiting); `entities/` and `migration/`
 //! are the one schema definition shared by PostgreSQL and SQLite.
 
@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -17,4 +18,5 @@ pub mod http;
 pub mod infra;
 pub mod migration;
 pub mod pagination;
+pub mod progress;
 pub mod telemetry;

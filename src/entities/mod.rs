@@ -1,6 +1,13 @@
 //! SeaORM entities: the typed view of the tables created in `migration/`.
 
+pub mod activity_hour;
 pub mod audit_log;
+pub mod course;
+pub mod enrollment;
+pub mod lesson;
+pub mod lesson_progress;
+pub mod module;
+pub mod progress_event;
 pub mod refresh_token;
 pub mod session;
 pub mod user;

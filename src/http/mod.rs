@@ -2,11 +2,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catalog;
 pub mod extract;
 pub mod me;
 pub mod middleware;
 pub mod ops;
 pub mod problem;
+pub mod progress;
 
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"), (name = "admin"), (name = "operations"))
+    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -47,7 +49,12 @@ impl Modify for BearerAuth {
 
 /// The versioned API and its OpenAPI description, built from the same route table.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let v1 = OpenApiRouter::new().merge(auth::router()).merge(me::router()).merge(admin::router());
+    let v1 = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(me::router())
+        .merge(catalog::router())
+        .merge(progress::router())
+        .merge(admin::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))

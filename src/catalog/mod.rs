@@ -1,0 +1,8 @@
+//! Courses, modules and lessons: authoring and browsing. Knows the database and the audit
+//! trail, nothing of HTTP.
+
+pub mod demo;
+pub mod positions;
+pub mod service;
+
+pub use service::{CatalogError, CatalogService};

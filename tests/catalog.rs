@@ -1,0 +1,424 @@
+//! Catalog authoring and browsing, through real HTTP, on SQLite or PostgreSQL.
+
+mod common;
+// Fixtures live beside the harness but are not part of it, so other suites need not change.
+#[path = "common/catalog.rs"]
+mod fixtures;
+
+use common::{TestApp, error_fields, problem};
+use fixtures::{count, course, delete, expect, get_json, lesson, module, publish, send, user};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn positions(items: &Value) -> Vec<(String, i64)> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["title"].as_str().unwrap().to_string(), i["position"].as_i64().unwrap()))
+        .collect()
+}
+
+fn titles(items: &Value) -> Vec<String> {
+    positions(items).into_iter().map(|(t, _)| t).collect()
+}
+
+#[tokio::test]
+async fn only_instructors_and_admins_create_courses_and_slugs_are_checked() {
+    let app = TestApp::spawn().await;
+    let student = user(&app, "s", "student").await;
+    let teacher = user(&app, "t", "instructor").await;
+    let admin = user(&app, "a", "admin").await;
+    let body = json!({"slug": "intro-to-ai", "title": "Intro to AI", "summary": "Robots!", "level": "beginner"});
+
+    problem(send(&app, Method::POST, "/courses", &student, body.clone()).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 0);
+
+    let c = expect(send(&app, Method::POST, "/courses", &teacher, body.clone()).await, StatusCode::CREATED).await;
+    assert_eq!(c["slug"], "intro-to-ai");
+    assert_eq!(c["published"], false);
+    assert_eq!(c["instructor_id"], teacher.id);
+    assert_eq!(c["modules"], json!([]));
+
+    // Taken slug, whoever asks.
+    let p = problem(send(&app, Method::POST, "/courses", &admin, body.clone()).await, StatusCode::CONFLICT).await;
+    assert!(p["type"].as_str().unwrap().contains("slug-taken"));
+
+    for bad in ["ab", "Has-Caps", "under_score", "spa ce", &"x".repeat(65), "ünï"] {
+        let mut b = body.clone();
+        b["slug"] = json!(bad);
+        let p =
+            problem(send(&app, Method::POST, "/courses", &teacher, b).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(error_fields(&p), vec!["slug"], "slug {bad:?}");
+    }
+    let p = problem(
+        send(
+            &app,
+            Method::POST,
+            "/courses",
+            &teacher,
+            json!({"slug": "ok-slug", "title": " ", "summary": "", "level": "expert"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(error_fields(&p), vec!["level"]);
+    let p = problem(
+        send(
+            &app,
+            Method::POST,
+            "/courses",
+            &teacher,
+            json!({"slug": "ok-slug", "title": " ", "summary": "", "level": "advanced"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(error_fields(&p), vec!["title"]);
+    let p = problem(
+        send(
+            &app,
+            Method::POST,
+            "/courses",
+            &teacher,
+            json!({"slug": "ok-slug", "title": "T", "summary": "", "level": "advanced", "owner": "me"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(error_fields(&p), vec!["owner"]);
+
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'course.create'").await, 1);
+}
+
+#[tokio::test]
+async fn only_the_courses_instructor_or_an_admin_edits_it() {
+    let app = TestApp::spawn().await;
+    let owner = user(&app, "owner", "instructor").await;
+    let other = user(&app, "other", "instructor").await;
+    let student = user(&app, "s", "student").await;
+    let admin = user(&app, "a", "admin").await;
+    let cid = course(&app, &owner, "owned-course").await;
+    let m = module(&app, &owner, &cid, "M1", None).await;
+    let mid = m["id"].as_str().unwrap();
+    let l = lesson(&app, &owner, mid, "L1", None).await;
+    let lid = l["id"].as_str().unwrap();
+    publish(&app, &owner, &cid).await;
+    let audits = count(&app, "SELECT COUNT(*) FROM audit_log").await;
+
+    for u in [&other, &student] {
+        let attempts = [
+            send(&app, Method::PATCH, &format!("/courses/{cid}"), u, json!({"title": "Hijacked"})).await,
+            send(&app, Method::POST, &format!("/courses/{cid}/modules"), u, json!({"title": "X"})).await,
+            send(&app, Method::PATCH, &format!("/modules/{mid}"), u, json!({"title": "X"})).await,
+            send(&app, Method::POST, &format!("/modules/{mid}/lessons"), u, json!({"title": "X", "kind": "video"}))
+                .await,
+            send(&app, Method::PATCH, &format!("/lessons/{lid}"), u, json!({"title": "X"})).await,
+            delete(&app, &format!("/lessons/{lid}"), u).await,
+            delete(&app, &format!("/modules/{mid}"), u).await,
+        ];
+        for res in attempts {
+            problem(res, StatusCode::NOT_FOUND).await;
+        }
+    }
+    // Nothing was written: same outline, no audit rows.
+    let outline = get_json(&app, &format!("/courses/{cid}"), &student).await;
+    assert_eq!(outline["title"], "Course owned-course");
+    assert_eq!(titles(&outline["modules"]), vec!["M1"]);
+    assert_eq!(titles(&outline["modules"][0]["lessons"]), vec!["L1"]);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log").await, audits);
+
+    // An admin may edit anyone's course.
+    let c = expect(
+        send(&app, Method::PATCH, &format!("/courses/{cid}"), &admin, json!({"title": "Renamed", "level": "advanced"}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(c["title"], "Renamed");
+    assert_eq!(c["level"], "advanced");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'course.update'").await, 2);
+
+    // A demoted instructor loses edit rights at once.
+    use sea_orm::ConnectionTrait;
+    app.db
+        .conn
+        .execute_unprepared(&format!("UPDATE users SET role = 'student' WHERE email = '{}'", owner.email))
+        .await
+        .unwrap();
+    problem(
+        send(&app, Method::PATCH, &format!("/courses/{cid}"), &owner, json!({"title": "Mine"})).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn students_see_published_courses_only() {
+    let app = TestApp::spawn().await;
+    let owner = user(&app, "owner", "instructor").await;
+    let other = user(&app, "other", "instructor").await;
+    let student = user(&app, "s", "student").await;
+    let admin = user(&app, "a", "admin").await;
+    let draft = course(&app, &owner, "draft-course").await;
+    let live = course(&app, &owner, "live-course").await;
+    let m = module(&app, &owner, &draft, "M", None).await;
+    let draft_lesson = lesson(&app, &owner, m["id"].as_str().unwrap(), "L", None).await;
+    publish(&app, &owner, &live).await;
+
+    let slugs = |v: &Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|c| c["slug"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(slugs(&get_json(&app, "/courses", &student).await), vec!["live-course"]);
+    assert_eq!(slugs(&get_json(&app, "/courses", &other).await), vec!["live-course"]);
+    assert_eq!(slugs(&get_json(&app, "/courses", &owner).await), vec!["draft-course", "live-course"]);
+    assert_eq!(slugs(&get_json(&app, "/courses", &admin).await), vec!["draft-course", "live-course"]);
+
+    for u in [&student, &other] {
+        problem(app.get(&format!("/courses/{draft}"), Some(&u.token)).await, StatusCode::NOT_FOUND).await;
+        problem(
+            app.get(&format!("/lessons/{}", draft_lesson["id"].as_str().unwrap()), Some(&u.token)).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    problem(
+        send(&app, Method::POST, &format!("/courses/{draft}/enrollments"), &student, json!({})).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM enrollments").await, 0);
+    // Unknown and malformed ids look the same as hidden ones.
+    problem(
+        app.get("/courses/00000000-0000-0000-0000-000000000000", Some(&student.token)).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(app.get("/courses/not-a-uuid", Some(&student.token)).await, StatusCode::NOT_FOUND).await;
+    problem(app.get("/courses", None).await, StatusCode::UNAUTHORIZED).await;
+
+    get_json(&app, &format!("/courses/{draft}"), &owner).await;
+    get_json(&app, &format!("/courses/{draft}"), &admin).await;
+    publish(&app, &owner, &draft).await;
+    let c = get_json(&app, &format!("/courses/{draft}"), &student).await;
+    assert_eq!(c["module_count"], 1);
+    assert_eq!(c["lesson_count"], 1);
+    let l = get_json(&app, &format!("/lessons/{}", draft_lesson["id"].as_str().unwrap()), &student).await;
+    assert_eq!(l["content"], "# Hello");
+}
+
+#[tokio::test]
+async fn course_list_is_paginated_with_counts() {
+    let app = TestApp::spawn().await;
+    let t = user(&app, "t", "instructor").await;
+    for i in 0..5 {
+        let c = course(&app, &t, &format!("course-{i}")).await;
+        let m = module(&app, &t, &c, "M", None).await;
+        for _ in 0..i {
+            lesson(&app, &t, m["id"].as_str().unwrap(), "L", None).await;
+        }
+    }
+    let p1 = get_json(&app, "/courses?limit=2", &t).await;
+    assert_eq!(p1["items"].as_array().unwrap().len(), 2);
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let p2 = get_json(&app, &format!("/courses?limit=2&cursor={cursor}"), &t).await;
+    let cursor = p2["next_cursor"].as_str().unwrap();
+    let p3 = get_json(&app, &format!("/courses?limit=2&cursor={cursor}"), &t).await;
+    assert_eq!(p3["next_cursor"], Value::Null);
+    let all: Vec<Value> = [p1, p2, p3].iter().flat_map(|p| p["items"].as_array().unwrap().clone()).collect();
+    assert_eq!(all.len(), 5);
+    for (i, c) in all.iter().enumerate() {
+        assert_eq!(c["slug"], format!("course-{i}"));
+        assert_eq!(c["module_count"], 1);
+        assert_eq!(c["lesson_count"], i as u64);
+    }
+    problem(app.get("/courses?limit=0", Some(&t.token)).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(app.get("/courses?limit=101", Some(&t.token)).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+#[tokio::test]
+async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
+    let app = TestApp::spawn().await;
+    let t = user(&app, "t", "instructor").await;
+    let cid = course(&app, &t, "ordered").await;
+    module(&app, &t, &cid, "B", None).await;
+    module(&app, &t, &cid, "D", None).await;
+    let a = module(&app, &t, &cid, "A", Some(1)).await;
+    assert_eq!(a["position"], 1);
+    let c = module(&app, &t, &cid, "C", Some(3)).await;
+    let e = module(&app, &t, &cid, "E", Some(5)).await;
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(
+        positions(&outline["modules"]),
+        vec![("A".into(), 1), ("B".into(), 2), ("C".into(), 3), ("D".into(), 4), ("E".into(), 5)]
+    );
+
+    // Out of range: 0, and beyond the end (+1 is the end for an insert).
+    for bad in [0, 7, -1] {
+        let p = problem(
+            send(&app, Method::POST, &format!("/courses/{cid}/modules"), &t, json!({"title": "X", "position": bad}))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(error_fields(&p), vec!["position"]);
+    }
+
+    // Delete the middle one: the gap closes.
+    expect(delete(&app, &format!("/modules/{}", c["id"].as_str().unwrap()), &t).await, StatusCode::NO_CONTENT).await;
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(
+        positions(&outline["modules"]),
+        vec![("A".into(), 1), ("B".into(), 2), ("D".into(), 3), ("E".into(), 4)]
+    );
+
+    // Move last to first and first to last.
+    let eid = e["id"].as_str().unwrap();
+    let moved =
+        expect(send(&app, Method::PATCH, &format!("/modules/{eid}"), &t, json!({"position": 1})).await, StatusCode::OK)
+            .await;
+    assert_eq!(moved["position"], 1);
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(titles(&outline["modules"]), vec!["E", "A", "B", "D"]);
+    expect(
+        send(&app, Method::PATCH, &format!("/modules/{eid}"), &t, json!({"position": 4, "title": "E2"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(
+        positions(&outline["modules"]),
+        vec![("A".into(), 1), ("B".into(), 2), ("D".into(), 3), ("E2".into(), 4)]
+    );
+    problem(
+        send(&app, Method::PATCH, &format!("/modules/{eid}"), &t, json!({"position": 5})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    // Lessons follow the same rules within their module.
+    let mid = outline["modules"][0]["id"].as_str().unwrap().to_string();
+    lesson(&app, &t, &mid, "l2", None).await;
+    lesson(&app, &t, &mid, "l1", Some(1)).await;
+    let l4 = lesson(&app, &t, &mid, "l4", None).await;
+    lesson(&app, &t, &mid, "l3", Some(3)).await;
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(
+        positions(&outline["modules"][0]["lessons"]),
+        vec![("l1".into(), 1), ("l2".into(), 2), ("l3".into(), 3), ("l4".into(), 4)]
+    );
+    let l4id = l4["id"].as_str().unwrap();
+    let moved = expect(
+        send(&app, Method::PATCH, &format!("/lessons/{l4id}"), &t, json!({"position": 2, "kind": "quiz"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["kind"], "quiz");
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(titles(&outline["modules"][0]["lessons"]), vec!["l1", "l4", "l2", "l3"]);
+    let second = outline["modules"][0]["lessons"][2]["id"].as_str().unwrap();
+    expect(delete(&app, &format!("/lessons/{second}"), &t).await, StatusCode::NO_CONTENT).await;
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(
+        positions(&outline["modules"][0]["lessons"]),
+        vec![("l1".into(), 1), ("l4".into(), 2), ("l3".into(), 3)]
+    );
+    assert_eq!(outline["lesson_count"], 3);
+    problem(delete(&app, &format!("/lessons/{second}"), &t).await, StatusCode::NOT_FOUND).await;
+
+    // Deleting a module removes its lessons.
+    expect(delete(&app, &format!("/modules/{mid}"), &t).await, StatusCode::NO_CONTENT).await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM lessons").await, 0);
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(positions(&outline["modules"]), vec![("B".into(), 1), ("D".into(), 2), ("E2".into(), 3)]);
+
+    // Every change left an audit row.
+    for (action, n) in [
+        ("module.create", 5),
+        ("module.update", 2),
+        ("module.delete", 2),
+        ("lesson.create", 4),
+        ("lesson.update", 1),
+        ("lesson.delete", 1),
+    ] {
+        assert_eq!(
+            count(&app, &format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}'")).await,
+            n,
+            "{action}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallel_inserts_keep_positions_dense() {
+    let app = TestApp::spawn().await;
+    let t = user(&app, "t", "instructor").await;
+    let cid = course(&app, &t, "busy").await;
+    let futs = (0..12).map(|i| {
+        let (app, t, cid) = (&app, &t, &cid);
+        async move {
+            // Half insert at the front, half append.
+            let body = if i % 2 == 0 {
+                json!({"title": format!("m{i}"), "position": 1})
+            } else {
+                json!({"title": format!("m{i}")})
+            };
+            send(app, Method::POST, &format!("/courses/{cid}/modules"), t, body).await.status()
+        }
+    });
+    for s in futures::future::join_all(futs).await {
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    let pos: Vec<i64> = positions(&outline["modules"]).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(pos, (1..=12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn seed_demo_loads_a_living_catalog_once() {
+    use cifix::{
+        auth::{AuthService, password::Hasher, tokens::TokenKeys},
+        catalog::{CatalogService, demo},
+        progress::ProgressService,
+    };
+    use std::time::Duration;
+    let app = TestApp::spawn().await;
+    let auth = AuthService {
+        db: app.db.clone(),
+        hasher: Hasher::new(4, 1),
+        keys: TokenKeys::new(&[0u8; 32], &[], "", "", Duration::from_secs(60)),
+        refresh_ttl: Duration::from_secs(60),
+        max_failed_logins_per_hour: 100,
+    };
+    let catalog = CatalogService { db: app.db.clone() };
+    let progress = ProgressService { db: app.db.clone() };
+    let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
+    let password = report.password.expect("first run seeds");
+
+    let res = app.login(demo::STUDENT_EMAILS[0], &password).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let token: Value = res.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let list: Value = app.get("/courses", Some(token)).await.json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["published"] == true && c["lesson_count"].as_u64().unwrap() >= 5)
+    );
+    let d: Value = app.get("/me/dashboard", Some(token)).await.json().await.unwrap();
+    assert_eq!(d["enrollments_progress"].as_array().unwrap().len(), 2);
+    assert_eq!(d["enrollments_progress"][0]["completed_lessons"], 3);
+    assert_eq!(d["streak_days"], 1);
+
+    let again = demo::seed(&auth, &catalog, &progress).await.unwrap();
+    assert!(again.password.is_none());
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 3);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 3);
+}
