@@ -13,7 +13,7 @@ use crate::{
     catalog::CatalogService,
     config::Config,
     http,
-    infra::{db::Db, ratelimit::RateLimiter, redis::Redis},
+    infra::{db::Db, ratelimit::RateLimiter, realtime::EventBus, redis::Redis},
     progress::ProgressService,
     telemetry,
 };
@@ -26,6 +26,7 @@ pub struct Inner {
     pub catalog: CatalogService,
     pub progress: ProgressService,
     pub limiter: RateLimiter,
+    pub events: EventBus,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
 }
@@ -117,6 +118,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         db,
         auth,
         limiter,
+        events: EventBus::default(),
         redis,
         metrics: telemetry::metrics_handle(),
     })))

@@ -17,6 +17,7 @@ pub mod entities;
 pub mod http;
 pub mod infra;
 pub mod migration;
+pub mod notifications;
 pub mod pagination;
 pub mod progress;
 pub mod telemetry;

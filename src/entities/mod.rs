@@ -7,6 +7,7 @@ pub mod enrollment;
 pub mod lesson;
 pub mod lesson_progress;
 pub mod module;
+pub mod notification;
 pub mod progress_event;
 pub mod refresh_token;
 pub mod session;

@@ -2,4 +2,5 @@
 
 pub mod db;
 pub mod ratelimit;
+pub mod realtime;
 pub mod redis;

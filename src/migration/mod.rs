@@ -4,11 +4,16 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_foundation;
 mod m0002_catalog;
+mod m0003_notifications;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_foundation::Migration), Box::new(m0002_catalog::Migration)]
+        vec![
+            Box::new(m0001_foundation::Migration),
+            Box::new(m0002_catalog::Migration),
+            Box::new(m0003_notifications::Migration),
+        ]
     }
 }
