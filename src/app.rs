@@ -13,7 +13,7 @@ use crate::{
     catalog::CatalogService,
     config::Config,
     http,
-    infra::{db::Db, ratelimit::RateLimiter, realtime::EventBus, redis::Redis},
+    infra::{cache::Generation, db::Db, ratelimit::RateLimiter, realtime::EventBus, redis::Redis},
     progress::ProgressService,
     telemetry,
 };
@@ -112,7 +112,13 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     let admin = AdminService { db: db.clone() };
     Ok(AppState(Arc::new(Inner {
         config,
-        catalog: CatalogService { db: db.clone() },
+        catalog: CatalogService::new(
+            db.clone(),
+            match &redis {
+                Some(r) => Generation::redis(r.clone(), "catalog"),
+                None => Generation::local(),
+            },
+        ),
         progress: ProgressService { db: db.clone() },
         admin,
         db,

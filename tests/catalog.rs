@@ -394,7 +394,7 @@ async fn seed_demo_loads_a_living_catalog_once() {
         refresh_ttl: Duration::from_secs(60),
         max_failed_logins_per_hour: 100,
     };
-    let catalog = CatalogService { db: app.db.clone() };
+    let catalog = CatalogService::new(app.db.clone(), cifix::infra::cache::Generation::local());
     let progress = ProgressService { db: app.db.clone() };
     let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
     let password = report.password.expect("first run seeds");
@@ -421,4 +421,41 @@ async fn seed_demo_loads_a_living_catalog_once() {
     assert!(again.password.is_none());
     assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 3);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 3);
+}
+
+/// The catalog is cached; an edit must be visible to the very next read, on this instance and
+/// (with PostgreSQL + Redis) on another instance sharing the database and Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_is_visible_at_once_despite_the_catalog_cache() {
+    let a = TestApp::spawn().await;
+    let teacher = user(&a, "teacher", "instructor").await;
+    let student = user(&a, "student", "student").await;
+    let id = course(&a, &teacher, "cache-me").await;
+    let m = module(&a, &teacher, &id, "First", None).await;
+    publish(&a, &teacher, &id).await;
+
+    // On SQLite the second instance is the same process's only instance; the generation is
+    // in-process there, and shared through Redis on PostgreSQL.
+    let siblings = if common::use_postgres() { Some(a.spawn_sibling().await) } else { None };
+    let b = siblings.as_ref().unwrap_or(&a);
+
+    // Warm the caches on the reading instance.
+    assert_eq!(get_json(b, &format!("/courses/{id}"), &student).await["title"], "Course cache-me");
+    let list = get_json(b, "/courses", &student).await;
+    assert_eq!(list["items"][0]["module_count"], 1);
+
+    let res = send(&a, Method::PATCH, &format!("/courses/{id}"), &teacher, json!({"title": "Renamed"})).await;
+    expect(res, StatusCode::OK).await;
+    assert_eq!(get_json(b, &format!("/courses/{id}"), &student).await["title"], "Renamed", "outline not stale");
+    assert_eq!(get_json(b, "/courses", &student).await["items"][0]["title"], "Renamed", "list not stale");
+
+    lesson(&a, &teacher, m["id"].as_str().unwrap(), "New lesson", None).await;
+    let outline = get_json(b, &format!("/courses/{id}"), &student).await;
+    assert_eq!(outline["modules"][0]["lessons"].as_array().unwrap().len(), 1, "new lesson visible");
+    assert_eq!(get_json(b, "/courses", &student).await["items"][0]["lesson_count"], 1);
+
+    let res = send(&a, Method::PATCH, &format!("/courses/{id}"), &teacher, json!({"published": false})).await;
+    expect(res, StatusCode::OK).await;
+    problem(b.get(&format!("/courses/{id}"), Some(&student.token)).await, StatusCode::NOT_FOUND).await;
+    assert!(get_json(b, "/courses", &student).await["items"].as_array().unwrap().is_empty(), "unpublished is gone");
 }

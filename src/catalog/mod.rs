@@ -5,4 +5,4 @@ pub mod demo;
 pub mod positions;
 pub mod service;
 
-pub use service::{CatalogError, CatalogService};
+pub use service::{CatalogCache, CatalogError, CatalogService};

@@ -1,6 +1,6 @@
 //! Course authoring and browsing.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -20,7 +20,10 @@ use crate::{
     audit::{self, Event},
     context::{Principal, RequestContext, Role},
     entities::{course, enrollment, lesson, module},
-    infra::db::{Db, is_unique_violation},
+    infra::{
+        cache::{GenCache, Generation},
+        db::{Db, is_unique_violation},
+    },
     pagination::{Page, PageRequest},
 };
 
@@ -298,14 +301,40 @@ pub fn can_view(c: &course::Model, p: &Principal) -> bool {
 
 /// Who may change a course: its instructor (while still an instructor) and admins.
 pub fn can_edit(c: &course::Model, p: &Principal) -> bool {
-    p.role == Role::Admin || (p.role == Role::Instructor && c.instructor_id == p.user_id)
+    is_owner_or_admin(c.instructor_id, p)
+}
+
+fn is_owner_or_admin(instructor_id: Uuid, p: &Principal) -> bool {
+    p.role == Role::Admin || (p.role == Role::Instructor && instructor_id == p.user_id)
 }
 
 pub struct CatalogService {
     pub db: Db,
+    pub cache: CatalogCache,
+}
+
+/// What students read most: course outlines and the published course list. Cached under the
+/// catalog's generation, which every edit bumps after committing (see `infra::cache`), so no
+/// instance serves an outline older than the last edit that returned.
+pub struct CatalogCache {
+    pub generation: Generation,
+    outlines: GenCache<Uuid, Option<Arc<CourseView>>>,
+    published_pages: GenCache<(u64, Option<Uuid>), Arc<Page<CourseSummary>>>,
+}
+
+impl CatalogCache {
+    pub fn new(generation: Generation) -> Self {
+        // The TTL only bounds staleness if a generation bump is lost (Redis outage mid-edit).
+        let ttl = Duration::from_secs(30);
+        CatalogCache { generation, outlines: GenCache::new(10_000, ttl), published_pages: GenCache::new(1_000, ttl) }
+    }
 }
 
 impl CatalogService {
+    pub fn new(db: Db, generation: Generation) -> Self {
+        CatalogService { db, cache: CatalogCache::new(generation) }
+    }
+
     /// Loads a course for an edit and takes the outline's write lock: every structural edit of
     /// one course (and its positions) runs one at a time.
     async fn course_for_edit<C: ConnectionTrait>(
@@ -373,6 +402,22 @@ impl CatalogService {
     }
 
     pub async fn list_courses(&self, p: &Principal, page: PageRequest) -> Result<Page<CourseSummary>, CatalogError> {
+        if p.role == Role::Student {
+            // Every student sees the same published list: one cached copy per page serves all.
+            let generation = self.cache.generation.current().await;
+            let cached = self
+                .cache
+                .published_pages
+                .get_or_load(generation, (page.limit, page.after), || async {
+                    self.load_course_list(p, page).await.map(Arc::new)
+                })
+                .await?;
+            return Ok((*cached).clone());
+        }
+        self.load_course_list(p, page).await
+    }
+
+    async fn load_course_list(&self, p: &Principal, page: PageRequest) -> Result<Page<CourseSummary>, CatalogError> {
         let mut q = course::Entity::find().order_by_asc(course::Column::Id).limit(page.limit + 1);
         q = match p.role {
             Role::Admin => q,
@@ -452,12 +497,21 @@ impl CatalogService {
     }
 
     pub async fn get_course(&self, p: &Principal, id: Uuid) -> Result<CourseView, CatalogError> {
-        let c = course::Entity::find_by_id(id)
-            .one(&self.db.conn)
-            .await?
-            .filter(|c| can_view(c, p))
-            .ok_or(CatalogError::NotFound)?;
-        Ok(Self::outline(&self.db.conn, c).await?)
+        let generation = self.cache.generation.current().await;
+        let view = self
+            .cache
+            .outlines
+            .get_or_load(generation, id, || async {
+                match course::Entity::find_by_id(id).one(&self.db.conn).await? {
+                    Some(c) => Ok::<_, DbErr>(Some(Arc::new(Self::outline(&self.db.conn, c).await?))),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        match view {
+            Some(v) if v.published || is_owner_or_admin(v.instructor_id, p) => Ok((*v).clone()),
+            _ => Err(CatalogError::NotFound),
+        }
     }
 
     pub async fn create_course(
@@ -496,6 +550,7 @@ impl CatalogService {
         )
         .await?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(Self::outline(&self.db.conn, c).await?)
     }
 
@@ -553,6 +608,7 @@ impl CatalogService {
         };
         let view = Self::outline(&*txn, c).await?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(view)
     }
 
@@ -593,6 +649,7 @@ impl CatalogService {
         )
         .await?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(ModuleView { id: m.id, course_id: m.course_id, title: m.title, position: m.position, lessons: vec![] })
     }
 
@@ -676,6 +733,7 @@ impl CatalogService {
         let m = module::Entity::find_by_id(id).one(&*txn).await?.ok_or(CatalogError::NotFound)?;
         let view = Self::module_view(&*txn, m).await?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(view)
     }
 
@@ -698,6 +756,7 @@ impl CatalogService {
         )
         .await?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(())
     }
 
@@ -748,6 +807,7 @@ impl CatalogService {
         )
         .await?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(l.into())
     }
 
@@ -827,6 +887,7 @@ impl CatalogService {
         }
         let l = lesson::Entity::find_by_id(id).one(&*txn).await?.ok_or(CatalogError::NotFound)?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(l.into())
     }
 
@@ -849,6 +910,7 @@ impl CatalogService {
         )
         .await?;
         txn.commit().await?;
+        self.cache.generation.bump().await;
         Ok(())
     }
 }

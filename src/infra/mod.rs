@@ -1,5 +1,6 @@
 //! Swappable infrastructure: each part has an embedded default and a production service.
 
+pub mod cache;
 pub mod db;
 pub mod ratelimit;
 pub mod realtime;

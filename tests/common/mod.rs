@@ -78,6 +78,16 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut env = base_env(&dir).await;
         customize(&mut env);
+        Self::spawn_env(env, dir).await
+    }
+
+    /// A second instance on the same database (and Redis prefix, when Redis is used), as a
+    /// load balancer would run it beside this one.
+    pub async fn spawn_sibling(&self) -> TestApp {
+        Self::spawn_env(self.env.clone(), tempfile::tempdir().unwrap()).await
+    }
+
+    async fn spawn_env(env: HashMap<String, String>, dir: TempDir) -> TestApp {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
         let state = app::build(config).await.expect("app builds");
         let db = state.db.clone();
