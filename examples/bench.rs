@@ -2,7 +2,7 @@
 //! or `DATABASE_URL`/`REDIS_URL` if set) with production settings (bcrypt cost 10) and
 //! measures endpoints under concurrent load, printing p50/p90/p99.
 //!
-//!     cargo run --release --example bench -- [login_requests] [me_requests] [concurrency]
+//!     cargo run --release --example bench -- [login_requests] [me_requests] [concurrency] [progress_clients]
 //!
 //! Numbers go in issue notes; they are never asserted by tests.
 
@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let logins = args.first().copied().unwrap_or(1000);
     let mes = args.get(1).copied().unwrap_or(5000);
     let concurrency = args.get(2).copied().unwrap_or(50);
+    let progress_clients = args.get(3).copied().unwrap_or(200);
 
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().display().to_string();
@@ -92,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     let state = app::build(config).await?;
+    let state_for_setup = state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/api/v1", listener.local_addr()?);
     tokio::spawn(app::serve(state, listener, std::future::pending()));
@@ -145,5 +147,139 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     report(&format!("GET /me (c={concurrency})"), lat, wall, errors);
+
+    progress_scenarios(&client, &base, &state_for_setup, progress_clients).await?;
+
+    let metrics = client.get(base.replace("/api/v1", "/metrics")).send().await?.text().await?;
+    println!("\nSQL statements per request (mean over the run, from /metrics):");
+    for route in ["/api/v1/auth/login", "/api/v1/me", "/api/v1/me/lessons/{lesson_id}/progress", "/api/v1/me/dashboard"]
+    {
+        let read = |suffix: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&format!("http_request_db_statements_{suffix}{{route=\"{route}\"}}")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        if let (Some(sum), Some(count)) = (read("sum"), read("count")) {
+            println!("  {route:<42} {:.2}", sum / count);
+        }
+    }
+    Ok(())
+}
+
+/// `progress_clients` students, each enrolled in one published course of 5 modules × 6 lessons,
+/// send progress updates concurrently, then read their dashboards concurrently.
+async fn progress_scenarios(
+    client: &reqwest::Client,
+    base: &str,
+    state: &app::AppState,
+    progress_clients: usize,
+) -> anyhow::Result<()> {
+    state.auth.create_user("teacher@example.com", PASSWORD, cifix::context::Role::Instructor).await?;
+    let teacher: Value = client
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": "teacher@example.com", "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let t = teacher["access_token"].as_str().unwrap();
+    let course: Value = client
+        .post(format!("{base}/courses"))
+        .bearer_auth(t)
+        .json(&json!({"slug": "bench-course", "title": "Bench", "summary": "Load", "level": "beginner"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let course_id = course["id"].as_str().unwrap().to_string();
+    let mut lessons = Vec::new();
+    for m in 0..5 {
+        let module: Value = client
+            .post(format!("{base}/courses/{course_id}/modules"))
+            .bearer_auth(t)
+            .json(&json!({"title": format!("Module {m}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        for l in 0..6 {
+            let lesson: Value = client
+                .post(format!("{base}/modules/{}/lessons", module["id"].as_str().unwrap()))
+                .bearer_auth(t)
+                .json(&json!({"title": format!("Lesson {m}.{l}"), "kind": "reading"}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            lessons.push(lesson["id"].as_str().unwrap().to_string());
+        }
+    }
+    client.patch(format!("{base}/courses/{course_id}")).bearer_auth(t).json(&json!({"published": true})).send().await?;
+
+    let students: Vec<String> = stream::iter(0..progress_clients)
+        .map(|i| {
+            let client = client.clone();
+            let base = base.to_string();
+            let course_id = course_id.clone();
+            async move {
+                let r: Value = client
+                    .post(format!("{base}/auth/register"))
+                    .json(&json!({"email": format!("learner{i}@example.com"), "password": PASSWORD, "display_name": "Learner"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let token = r["access_token"].as_str().unwrap().to_string();
+                client.post(format!("{base}/courses/{course_id}/enrollments")).bearer_auth(&token).send().await.unwrap();
+                token
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let students = Arc::new(students);
+    let lessons = Arc::new(lessons);
+
+    let n = progress_clients * 10;
+    let (lat, wall, errors) = run(n, progress_clients, |i| {
+        let client = client.clone();
+        let base = base.to_string();
+        let students = students.clone();
+        let lessons = lessons.clone();
+        async move {
+            let student = &students[i % students.len()];
+            let lesson = &lessons[(i / students.len()) % lessons.len()];
+            let status = if i % 3 == 0 { "completed" } else { "in_progress" };
+            client
+                .put(format!("{base}/me/lessons/{lesson}/progress"))
+                .bearer_auth(student)
+                .json(&json!({"status": status, "progress": 0.5, "time_spent_seconds": 60 + i}))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    report(&format!("PUT lesson progress (c={progress_clients})"), lat, wall, errors);
+
+    let (lat, wall, errors) = run(n, progress_clients, |i| {
+        let client = client.clone();
+        let base = base.to_string();
+        let students = students.clone();
+        async move {
+            client
+                .get(format!("{base}/me/dashboard"))
+                .bearer_auth(&students[i % students.len()])
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    report(&format!("GET /me/dashboard (c={progress_clients})"), lat, wall, errors);
     Ok(())
 }

@@ -19,7 +19,11 @@ use super::{
     extract::UserSlot,
     problem::{ApiError, REQUEST_ID},
 };
-use crate::{app::AppState, context::RequestContext, infra::ratelimit::Rule};
+use crate::{
+    app::AppState,
+    context::RequestContext,
+    infra::{db::STATEMENTS, ratelimit::Rule},
+};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -78,7 +82,17 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
 
-    let mut res = REQUEST_ID.scope(request_id.clone(), next.run(req)).await;
+    let statements = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = {
+        let statements = statements.clone();
+        async move {
+            let res = next.run(req).await;
+            statements.store(STATEMENTS.with(|n| n.get()), std::sync::atomic::Ordering::Relaxed);
+            res
+        }
+    };
+    let mut res = REQUEST_ID.scope(request_id.clone(), STATEMENTS.scope(std::cell::Cell::new(0), counted)).await;
+    let statements = statements.load(std::sync::atomic::Ordering::Relaxed);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
@@ -88,6 +102,7 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
     let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status.to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    metrics::histogram!("http_request_db_statements", "route" => route.clone()).record(f64::from(statements));
     // Only the route template is logged, never the raw path or query (they may carry tokens).
     tracing::info!(
         target: "cifix::access",
@@ -95,6 +110,7 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
         route = %route,
         status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
+        db_statements = statements,
         request_id = %request_id,
         user_id = slot.0.get().map(|u| u.to_string()),
         ip = %ip,

@@ -11,6 +11,12 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::migration::Migrator;
 
+tokio::task_local! {
+    /// Statements run by the current request, so the access log and metrics can show how many
+    /// queries each endpoint costs.
+    pub static STATEMENTS: std::cell::Cell<u32>;
+}
+
 #[derive(Clone)]
 pub struct Db {
     pub conn: DatabaseConnection,
@@ -56,7 +62,12 @@ impl Db {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
-        let conn = Database::connect(opts).await?;
+        let mut conn = Database::connect(opts).await?;
+        conn.set_metric_callback(|info| {
+            metrics::counter!("db_queries_total", "failed" => if info.failed { "true" } else { "false" }).increment(1);
+            metrics::histogram!("db_query_duration_seconds").record(info.elapsed.as_secs_f64());
+            let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
+        });
         if is_sqlite {
             // WAL lets readers proceed while the single writer commits.
             conn.execute_unprepared("PRAGMA journal_mode=WAL;").await?;
