@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod entities;
 pub mod http;
+pub mod idempotency;
 pub mod infra;
 pub mod migration;
 pub mod notifications;

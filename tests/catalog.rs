@@ -459,3 +459,56 @@ async fn an_edit_is_visible_at_once_despite_the_catalog_cache() {
     problem(b.get(&format!("/courses/{id}"), Some(&student.token)).await, StatusCode::NOT_FOUND).await;
     assert!(get_json(b, "/courses", &student).await["items"].as_array().unwrap().is_empty(), "unpublished is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_makes_a_retried_create_return_the_first_response() {
+    let app = TestApp::spawn().await;
+    let teacher = user(&app, "teacher", "instructor").await;
+    let other = user(&app, "other", "instructor").await;
+    let body = json!({"slug": "retry-safe", "title": "Retry", "summary": "S", "level": "beginner"});
+    let post = |u: &fixtures::User, key: &str, body: Value| {
+        app.req(Method::POST, "/courses", Some(&u.token)).header("idempotency-key", key).json(&body).send()
+    };
+
+    let first = post(&teacher, "key-1", body.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = post(&teacher, "key-1", body.clone()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first, "the first response, byte for byte");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 1);
+
+    // The same key with another request is refused, and creates nothing.
+    let changed = json!({"slug": "retry-other", "title": "Other", "summary": "S", "level": "beginner"});
+    let body422 =
+        problem(post(&teacher, "key-1", changed.clone()).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(error_fields(&body422), vec!["Idempotency-Key"]);
+    // Keys are per user: another instructor's "key-1" is theirs.
+    assert_eq!(post(&other, "key-1", changed).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 2);
+
+    // A refused request does not burn the key: the corrected retry goes through.
+    let bad = json!({"slug": "x", "title": "Bad", "summary": "S", "level": "beginner"});
+    problem(post(&teacher, "key-2", bad).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let fixed = json!({"slug": "fixed-slug", "title": "Fixed", "summary": "S", "level": "beginner"});
+    assert_eq!(post(&teacher, "key-2", fixed).await.unwrap().status(), StatusCode::CREATED);
+
+    problem(post(&teacher, &"k".repeat(201), body.clone()).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_with_one_idempotency_key_create_one_course() {
+    let app = TestApp::spawn().await;
+    let teacher = user(&app, "teacher", "instructor").await;
+    let body = json!({"slug": "storm", "title": "Storm", "summary": "S", "level": "beginner"});
+    let requests = (0..8).map(|_| {
+        app.req(Method::POST, "/courses", Some(&teacher.token)).header("idempotency-key", "same").json(&body).send()
+    });
+    let statuses: Vec<u16> =
+        futures::future::join_all(requests).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    assert!(statuses.contains(&201));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 1, "{statuses:?}");
+}

@@ -4,6 +4,7 @@ pub mod activity_hour;
 pub mod audit_log;
 pub mod course;
 pub mod enrollment;
+pub mod idempotency_key;
 pub mod lesson;
 pub mod lesson_progress;
 pub mod module;

@@ -246,3 +246,79 @@ mod tests {
         assert_eq!(sane_request_id(&HeaderValue::from_str(&"x".repeat(65)).unwrap()), None);
     }
 }
+
+/// Routes whose responses carry credentials (tokens, one-time secrets) are not remembered:
+/// storing them would keep a secret in the database in clear. Machine clients use the
+/// results' own `external_id` for idempotency instead.
+fn idempotency_excluded(path: &str) -> bool {
+    ["/api/v1/auth/", "/api/v1/realtime/", "/api/v1/admin/integrations/", "/api/v1/integrations/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// `Idempotency-Key` on POST creates (rules in `crate::idempotency`).
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(key) = req.headers().get("idempotency-key").cloned() else { return next.run(req).await };
+    if req.method() != axum::http::Method::POST || idempotency_excluded(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let Some(key) = key.to_str().ok().filter(|k| crate::idempotency::valid_key(k)).map(str::to_string) else {
+        return ApiError::field("Idempotency-Key", "must be 1 to 200 visible ASCII characters").into_response();
+    };
+    // Keys belong to the caller. Without a valid token there is no caller: the handler will
+    // answer 401 and there is nothing to remember.
+    let scope = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| state.auth.keys.verify(t.trim()).ok())
+        .map(|c| c.sub.to_string());
+    let Some(scope) = scope else { return next.run(req).await };
+
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, state.config.body_limit_bytes).await else {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
+            .into_response();
+    };
+    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let fp = crate::idempotency::fingerprint(parts.method.as_str(), &target, &bytes);
+    use crate::idempotency::{Claim, claim, complete, release};
+    match claim(&state.db, &scope, &key, &fp).await {
+        Err(e) => ApiError::internal(e).into_response(),
+        Ok(Claim::Mismatch) => {
+            ApiError::field("Idempotency-Key", "was already used with a different request").into_response()
+        }
+        Ok(Claim::InProgress) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency-in-progress",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )
+        .into_response(),
+        Ok(Claim::Replay { status, content_type, body }) => {
+            let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+            if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                res.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            res
+        }
+        Ok(Claim::Fresh) => {
+            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let (res_parts, res_body) = res.into_parts();
+            let body = axum::body::to_bytes(res_body, 4 * 1024 * 1024).await.unwrap_or_default();
+            let content_type = res_parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let stored = match (res_parts.status.is_success(), std::str::from_utf8(&body)) {
+                (true, Ok(text)) => {
+                    complete(&state.db, &scope, &key, res_parts.status.as_u16(), content_type, text).await
+                }
+                _ => release(&state.db, &scope, &key).await,
+            };
+            if let Err(e) = stored {
+                // The create itself succeeded; only its replay record is missing.
+                tracing::error!(error = %e, "idempotency record not saved");
+            }
+            Response::from_parts(res_parts, Body::from(body))
+        }
+    }
+}

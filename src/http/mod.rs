@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         // Innermost first: each `.layer` wraps everything above it.
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(from_fn_with_state(state.clone(), middleware::idempotency))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, cfg.request_timeout))
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
