@@ -819,6 +819,6 @@ mod tests {
             msg,
             "1700000000\nabcdefghijklmnop\nPOST\n/api/v1/x\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
-        assert_eq!(sign(&key, &msg).len(), 32);
+        assert_eq!(hex::encode(sign(&key, &msg)), "e324b0a5333146d30b40965a24ad6e1707a87ee4c3c376ff4a6782f771cdadfb");
     }
 }
