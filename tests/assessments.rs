@@ -468,6 +468,7 @@ async fn deliveries_are_idempotent_by_external_id() {
 
 #[tokio::test]
 async fn concurrent_duplicate_deliveries_complete_the_assessment_once() {
+    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
     let app = TestApp::spawn().await;
     let s = setup(&app).await;
     let a = start(&app, &s.student).await;

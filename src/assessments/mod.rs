@@ -486,10 +486,12 @@ impl AssessmentService {
         .on_conflict_do_nothing_on([integration_nonce::Column::ClientId, integration_nonce::Column::Nonce])
         .exec_without_returning(&*txn)
         .await?;
+        // Committed either way (the cleanup is worth keeping), and never left to a drop: see
+        // `WriteTxn::rollback`.
+        txn.commit().await?;
         if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
             return Err(AssessError::Unauthenticated("this nonce was already used (replayed request)"));
         }
-        txn.commit().await?;
         Ok(client_id)
     }
 
@@ -647,6 +649,31 @@ impl AssessmentService {
         let raw = String::from_utf8_lossy(raw_body).into_owned();
 
         let txn = self.db.begin_write().await?;
+        // Every error path rolls back explicitly, before the writer lock is released.
+        match self.apply_results(&txn, ctx, client_id, &input, &hash, raw, now).await {
+            Ok(d) => {
+                txn.commit().await?;
+                Ok(d)
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_results(
+        &self,
+        txn: &crate::infra::db::WriteTxn,
+        ctx: &RequestContext,
+        client_id: Uuid,
+        input: &ResultsInput,
+        hash: &str,
+        raw: String,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, AssessError> {
+        let txn = &**txn;
         let previous = assessment::Entity::find()
             .filter(assessment::Column::ClientId.eq(client_id))
             .filter(assessment::Column::ExternalId.eq(input.external_id.as_str()))
@@ -656,7 +683,6 @@ impl AssessmentService {
             let d = Self::repeat(&a, &hash, now)?;
             audit::record(&*txn, ctx, delivery_event("assessment.results_repeat", client_id, &a, &input.external_id))
                 .await?;
-            txn.commit().await?;
             return Ok(d);
         }
 
@@ -683,7 +709,7 @@ impl AssessmentService {
             .col_expr(assessment::Column::ReceivedAt, Expr::value(Some(now)))
             .col_expr(assessment::Column::ClientId, Expr::value(Some(client_id)))
             .col_expr(assessment::Column::ExternalId, Expr::value(Some(input.external_id.clone())))
-            .col_expr(assessment::Column::PayloadHash, Expr::value(Some(hash.clone())))
+            .col_expr(assessment::Column::PayloadHash, Expr::value(Some(hash.to_string())))
             .col_expr(assessment::Column::OverallScore, Expr::value(Some(input.overall_score)))
             .col_expr(assessment::Column::Skills, Expr::value(Some(skills_json)))
             .col_expr(assessment::Column::Details, Expr::value(input.details.clone()))
@@ -715,7 +741,6 @@ impl AssessmentService {
                     delivery_event("assessment.results_repeat", client_id, &a, &input.external_id),
                 )
                 .await?;
-                txn.commit().await?;
                 return Ok(d);
             }
             return Err(if a.status == "completed" {
@@ -782,7 +807,6 @@ impl AssessmentService {
         )
         .await?;
         let a = assessment::Entity::find_by_id(a.id).one(&*txn).await?.ok_or(AssessError::NotFound)?;
-        txn.commit().await?;
         Ok(Delivery { created: true, assessment: AssessmentView::of(&a, now), notifications: vec![n1, n2] })
     }
 }
