@@ -677,21 +677,21 @@ impl AssessmentService {
         let previous = assessment::Entity::find()
             .filter(assessment::Column::ClientId.eq(client_id))
             .filter(assessment::Column::ExternalId.eq(input.external_id.as_str()))
-            .one(&*txn)
+            .one(txn)
             .await?;
         if let Some(a) = previous {
-            let d = Self::repeat(&a, &hash, now)?;
-            audit::record(&*txn, ctx, delivery_event("assessment.results_repeat", client_id, &a, &input.external_id))
+            let d = Self::repeat(&a, hash, now)?;
+            audit::record(txn, ctx, delivery_event("assessment.results_repeat", client_id, &a, &input.external_id))
                 .await?;
             return Ok(d);
         }
 
         let by_id = match input.assessment_id {
-            Some(id) => Some(assessment::Entity::find_by_id(id).one(&*txn).await?.ok_or(AssessError::NotFound)?),
+            Some(id) => Some(assessment::Entity::find_by_id(id).one(txn).await?.ok_or(AssessError::NotFound)?),
             None => None,
         };
         let by_token = match &input.launch_token {
-            Some(t) => Some(Self::find_by_token(&*txn, t).await?.ok_or(AssessError::NotFound)?),
+            Some(t) => Some(Self::find_by_token(txn, t).await?.ok_or(AssessError::NotFound)?),
             None => None,
         };
         let a = match (by_id, by_token) {
@@ -717,7 +717,7 @@ impl AssessmentService {
             .filter(assessment::Column::Id.eq(a.id))
             .filter(assessment::Column::Status.eq("pending"))
             .filter(assessment::Column::ExpiresAt.gt(now))
-            .exec(&*txn)
+            .exec(txn)
             .await;
         let completed = match completed {
             Ok(r) => r.rows_affected == 1,
@@ -732,15 +732,11 @@ impl AssessmentService {
         };
         if !completed {
             // Re-read: on PostgreSQL this statement sees whatever a concurrent delivery committed.
-            let a = assessment::Entity::find_by_id(a.id).one(&*txn).await?.ok_or(AssessError::NotFound)?;
+            let a = assessment::Entity::find_by_id(a.id).one(txn).await?.ok_or(AssessError::NotFound)?;
             if a.client_id == Some(client_id) && a.external_id.as_deref() == Some(input.external_id.as_str()) {
-                let d = Self::repeat(&a, &hash, now)?;
-                audit::record(
-                    &*txn,
-                    ctx,
-                    delivery_event("assessment.results_repeat", client_id, &a, &input.external_id),
-                )
-                .await?;
+                let d = Self::repeat(&a, hash, now)?;
+                audit::record(txn, ctx, delivery_event("assessment.results_repeat", client_id, &a, &input.external_id))
+                    .await?;
                 return Ok(d);
             }
             return Err(if a.status == "completed" {
@@ -767,14 +763,14 @@ impl AssessmentService {
                     ])
                     .to_owned(),
             )
-            .exec_without_returning(&*txn)
+            .exec_without_returning(txn)
             .await?;
         }
-        let path = paths::recompute(&*txn, &self.rules, a.user_id, Some(a.id), now).await?;
+        let path = paths::recompute(txn, &self.rules, a.user_id, Some(a.id), now).await?;
 
         let score = engine::fmt_score(input.overall_score);
         let n1 = notifications::create(
-            &*txn,
+            txn,
             a.user_id,
             "assessment.completed",
             "Your assessment results are in",
@@ -783,7 +779,7 @@ impl AssessmentService {
         )
         .await?;
         let n2 = notifications::create(
-            &*txn,
+            txn,
             a.user_id,
             "learning_path.updated",
             "Your learning path is ready",
@@ -794,9 +790,9 @@ impl AssessmentService {
         let mut ev = delivery_event("assessment.complete", client_id, &a, &input.external_id);
         ev.details["overall_score"] = json!(input.overall_score);
         ev.details["skills"] = json!(input.skills.len());
-        audit::record(&*txn, ctx, ev).await?;
+        audit::record(txn, ctx, ev).await?;
         audit::record(
-            &*txn,
+            txn,
             ctx,
             Event::new("learning_path.update", Some(client_id)).target("user", a.user_id).details(json!({
                 "actor_type": "integration_client",
@@ -806,7 +802,7 @@ impl AssessmentService {
             })),
         )
         .await?;
-        let a = assessment::Entity::find_by_id(a.id).one(&*txn).await?.ok_or(AssessError::NotFound)?;
+        let a = assessment::Entity::find_by_id(a.id).one(txn).await?.ok_or(AssessError::NotFound)?;
         Ok(Delivery { created: true, assessment: AssessmentView::of(&a, now), notifications: vec![n1, n2] })
     }
 }
