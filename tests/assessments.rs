@@ -393,6 +393,12 @@ async fn bad_results_are_refused_naming_the_field_and_nothing_is_written() {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM skill_levels").await, 0);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM learning_paths").await, 0);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM notifications").await, 0);
+    // Refusals that got past parsing are audited with the client as actor (10 invalid, 2 not
+    // found, 1 mismatch); unparseable bodies are refused at the edge before the service.
+    let log = get_json(&app, "/admin/audit-log?action=assessment.results_rejected&limit=100", &s.admin).await;
+    let rows = log["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 13);
+    assert!(rows.iter().all(|r| r["actor_id"] == s.client.id.as_str()));
 
     // By launch token alone, with 30 s of clock skew: accepted.
     ok.as_object_mut().unwrap().remove("assessment_id");

@@ -644,13 +644,31 @@ impl AssessmentService {
         raw_body: &[u8],
     ) -> Result<Delivery, AssessError> {
         let now = Utc::now();
-        validate_results(&input, now)?;
+        let outcome = match validate_results(&input, now) {
+            Ok(()) => self.apply_in_txn(ctx, client_id, &input, raw_body, now).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &outcome
+            && !matches!(e, AssessError::Internal(_))
+        {
+            self.record_rejection(ctx, client_id, &input, e).await?;
+        }
+        outcome
+    }
+
+    async fn apply_in_txn(
+        &self,
+        ctx: &RequestContext,
+        client_id: Uuid,
+        input: &ResultsInput,
+        raw_body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, AssessError> {
         let hash = payload_hash(raw_body).ok_or_else(|| AssessError::Internal("unhashable body".into()))?;
         let raw = String::from_utf8_lossy(raw_body).into_owned();
-
         let txn = self.db.begin_write().await?;
         // Every error path rolls back explicitly, before the writer lock is released.
-        match self.apply_results(&txn, ctx, client_id, &input, &hash, raw, now).await {
+        match self.apply_results(&txn, ctx, client_id, input, &hash, raw, now).await {
             Ok(d) => {
                 txn.commit().await?;
                 Ok(d)
@@ -660,6 +678,38 @@ impl AssessmentService {
                 Err(e)
             }
         }
+    }
+
+    /// A refused delivery changes nothing, but the trail still shows that the client called and
+    /// why it was refused (never the body: it is the tool's data, not ours to copy around).
+    async fn record_rejection(
+        &self,
+        ctx: &RequestContext,
+        client_id: Uuid,
+        input: &ResultsInput,
+        e: &AssessError,
+    ) -> Result<(), AssessError> {
+        let reason = match e {
+            AssessError::Validation(v) => {
+                json!({"kind": "validation", "fields": v.iter().map(|(f, _)| f).collect::<Vec<_>>()})
+            }
+            AssessError::NotFound => json!({"kind": "not_found"}),
+            AssessError::Conflict(slug, _) => json!({"kind": slug}),
+            AssessError::Unauthenticated(_) | AssessError::Internal(_) => json!({"kind": "other"}),
+        };
+        let mut ev = Event::new("assessment.results_rejected", Some(client_id)).details(json!({
+            "actor_type": "integration_client",
+            "client_id": client_id,
+            "external_id": input.external_id.chars().take(128).collect::<String>(),
+            "reason": reason,
+        }));
+        if let Some(id) = input.assessment_id {
+            ev = ev.target("assessment", id);
+        }
+        let txn = self.db.begin_write().await?;
+        audit::record(&*txn, ctx, ev).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
