@@ -593,3 +593,41 @@ async fn results_build_an_explained_learning_path_that_follows_progress() {
     assert_eq!(lp2["steps"][0]["position"], 1);
     assert_eq!(lp2["based_on_assessment_id"], a["id"], "still based on the same assessment");
 }
+
+#[tokio::test]
+async fn learning_rules_are_data_overridable_by_a_file() {
+    let rules_dir = tempfile::tempdir().unwrap();
+    let path = rules_dir.path().join("rules.json");
+    std::fs::write(
+        &path,
+        r#"{"version": 1, "rules": [{"skill": "python", "max_score": 40, "courses": ["snakes"],
+            "reason": "Custom: {skill} at {score} means “{course_title}” first."}]}"#,
+    )
+    .unwrap();
+    let p = path.display().to_string();
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CIFIX_LEARNING_RULES_PATH".into(), p);
+    })
+    .await;
+    let s = setup(&app).await;
+    let teacher = user(&app, "teacher", "instructor").await;
+    let (snakes, _, _) = course_with_lesson(&app, &teacher, "snakes", true).await;
+    course_with_lesson(&app, &teacher, "python-first-steps", true).await; // bundled rules only
+    let a = start(&app, &s.student).await;
+    expect(deliver(&app, &s.client, &results(a["id"].as_str().unwrap(), "custom")).await, StatusCode::CREATED).await;
+    let lp = get_json(&app, "/me/learning-path", &s.student).await;
+    assert_eq!(
+        lp["steps"],
+        json!([{"position": 1, "course_id": snakes, "reason": "Custom: python at 35 means “Course snakes” first."}])
+    );
+
+    // A broken rules file stops the start with the variable's name.
+    std::fs::write(&path, r#"{"version": 1, "rules": [{"skill": "Bad Code", "courses": ["x"], "reason": ""}]}"#)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::base_env(&dir).await;
+    env.insert("CIFIX_LEARNING_RULES_PATH".into(), path.display().to_string());
+    let config = cifix::config::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let err = cifix::app::build(config).await.err().expect("refused").to_string();
+    assert!(err.contains("CIFIX_LEARNING_RULES_PATH") && err.contains("skill"), "{err}");
+}
