@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     admin::AdminService,
+    assessments::{AssessmentService, engine::LearningRules},
     auth::{AuthService, password::Hasher, tokens::TokenKeys},
     catalog::CatalogService,
     config::Config,
@@ -25,6 +26,7 @@ pub struct Inner {
     pub admin: AdminService,
     pub catalog: CatalogService,
     pub progress: ProgressService,
+    pub assessments: AssessmentService,
     pub limiter: RateLimiter,
     pub events: EventBus,
     pub redis: Option<Arc<Redis>>,
@@ -110,6 +112,18 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         max_failed_logins_per_hour: config.max_failed_logins_per_hour,
     };
     let admin = AdminService { db: db.clone() };
+    // Rules are loaded once at start: a bad file stops the process with its path and the error.
+    let rules = Arc::new(match &config.learning_rules_path {
+        Some(path) => LearningRules::load(path).map_err(|e| anyhow::anyhow!("CIFIX_LEARNING_RULES_PATH: {e}"))?,
+        None => LearningRules::bundled(),
+    });
+    let assessments = AssessmentService {
+        db: db.clone(),
+        rules: rules.clone(),
+        tool_url: config.assessment_tool_url.clone(),
+        launch_ttl: config.assessment_launch_ttl,
+        secret_overlap: config.integration_secret_overlap,
+    };
     Ok(AppState(Arc::new(Inner {
         config,
         catalog: CatalogService::new(
@@ -119,7 +133,8 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
                 None => Generation::local(),
             },
         ),
-        progress: ProgressService { db: db.clone() },
+        progress: ProgressService { db: db.clone(), learning_rules: rules },
+        assessments,
         admin,
         db,
         auth,

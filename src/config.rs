@@ -65,6 +65,14 @@ pub struct Config {
     pub auth_rate_limit_per_minute: u32,
     pub login_account_rate_limit_per_minute: u32,
     pub max_failed_logins_per_hour: u32,
+
+    /// Base URL of the assessment tool; `launch_url` is this plus `?launch_token=…`.
+    pub assessment_tool_url: String,
+    pub assessment_launch_ttl: Duration,
+    /// How long a rotated client secret keeps working, so the tool can be redeployed.
+    pub integration_secret_overlap: Duration,
+    /// A learning-rules file replacing the bundled `config/learning-rules.json`.
+    pub learning_rules_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -175,6 +183,14 @@ impl Config {
             }
         };
 
+        let assessment_tool_url = var("CIFIX_ASSESSMENT_TOOL_URL").unwrap_or_else(|| "http://localhost:8501".into());
+        if !(assessment_tool_url.starts_with("http://") || assessment_tool_url.starts_with("https://"))
+            || assessment_tool_url.contains('?')
+            || assessment_tool_url.contains('#')
+        {
+            return Err(err("CIFIX_ASSESSMENT_TOOL_URL", "must be an http(s) URL without query or fragment"));
+        }
+
         let positive = |name: &'static str, v: u64| {
             if v == 0 { Err(err(name, "must be greater than 0")) } else { Ok(v) }
         };
@@ -231,6 +247,17 @@ impl Config {
                 "CIFIX_MAX_FAILED_LOGINS_PER_HOUR",
                 parse(&var, "CIFIX_MAX_FAILED_LOGINS_PER_HOUR", 100)?,
             )? as u32,
+            assessment_tool_url,
+            assessment_launch_ttl: Duration::from_secs(positive(
+                "CIFIX_ASSESSMENT_LAUNCH_TTL_SECS",
+                parse(&var, "CIFIX_ASSESSMENT_LAUNCH_TTL_SECS", 7200)?,
+            )?),
+            integration_secret_overlap: Duration::from_secs(parse(
+                &var,
+                "CIFIX_INTEGRATION_SECRET_OVERLAP_SECS",
+                86_400,
+            )?),
+            learning_rules_path: var("CIFIX_LEARNING_RULES_PATH").map(PathBuf::from),
         })
     }
 

@@ -395,7 +395,10 @@ async fn seed_demo_loads_a_living_catalog_once() {
         max_failed_logins_per_hour: 100,
     };
     let catalog = CatalogService::new(app.db.clone(), cifix::infra::cache::Generation::local());
-    let progress = ProgressService { db: app.db.clone() };
+    let progress = ProgressService {
+        db: app.db.clone(),
+        learning_rules: std::sync::Arc::new(cifix::assessments::engine::LearningRules::bundled()),
+    };
     let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
     let password = report.password.expect("first run seeds");
 

@@ -1,10 +1,14 @@
 //! SeaORM entities: the typed view of the tables created in `migration/`.
 
 pub mod activity_hour;
+pub mod assessment;
 pub mod audit_log;
 pub mod course;
 pub mod enrollment;
 pub mod idempotency_key;
+pub mod integration_client;
+pub mod integration_nonce;
+pub mod learning_path;
 pub mod lesson;
 pub mod lesson_progress;
 pub mod module;
@@ -12,4 +16,5 @@ pub mod notification;
 pub mod progress_event;
 pub mod refresh_token;
 pub mod session;
+pub mod skill_level;
 pub mod user;

@@ -222,31 +222,6 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Bo
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap());
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let stranger: IpAddr = "9.9.9.9".parse().unwrap();
-        assert_eq!(client_ip(proxy, &h, &trusted).to_string(), "1.2.3.4");
-        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
-        h.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(client_ip(proxy, &h, &trusted), proxy);
-    }
-
-    #[test]
-    fn request_ids_are_kept_only_when_sane() {
-        assert_eq!(sane_request_id(&HeaderValue::from_static("abc-123")), Some("abc-123".into()));
-        assert_eq!(sane_request_id(&HeaderValue::from_static("a b")), None);
-        assert_eq!(sane_request_id(&HeaderValue::from_str(&"x".repeat(65)).unwrap()), None);
-    }
-}
-
 /// Routes whose responses carry credentials (tokens, one-time secrets) are not remembered:
 /// storing them would keep a secret in the database in clear. Machine clients use the
 /// results' own `external_id` for idempotency instead.
@@ -320,5 +295,30 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             }
             Response::from_parts(res_parts, Body::from(body))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(client_ip(proxy, &h, &trusted).to_string(), "1.2.3.4");
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, &trusted), proxy);
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_sane() {
+        assert_eq!(sane_request_id(&HeaderValue::from_static("abc-123")), Some("abc-123".into()));
+        assert_eq!(sane_request_id(&HeaderValue::from_static("a b")), None);
+        assert_eq!(sane_request_id(&HeaderValue::from_str(&"x".repeat(65)).unwrap()), None);
     }
 }

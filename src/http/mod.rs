@@ -1,9 +1,11 @@
 //! The HTTP edge: routing, guards and OpenAPI. Handlers stay thin and call domain services.
 
 pub mod admin;
+pub mod assessments;
 pub mod auth;
 pub mod catalog;
 pub mod extract;
+pub mod machine;
 pub mod me;
 pub mod middleware;
 pub mod ops;
@@ -32,7 +34,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "admin"), (name = "operations"))
+    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "assessments"), (name = "integrations"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -54,6 +56,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(me::router())
         .merge(catalog::router())
         .merge(progress::router())
+        .merge(assessments::router())
         .merge(admin::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))

@@ -125,7 +125,7 @@ pub struct Dashboard {
     pub user: UserView,
     /// Progress in the first 100 enrollments (all of them through `/me/progress`).
     pub enrollments_progress: Vec<CourseProgress>,
-    /// Filled in once learning paths exist.
+    /// The latest learning path (as `GET /me/learning-path`); null before the first assessment.
     pub learning_path: Option<serde_json::Value>,
     pub recent_achievements: Vec<serde_json::Value>,
     pub unread_notifications: u64,
@@ -150,10 +150,13 @@ async fn dashboard(
     let first = PageRequest { limit: 100, after: None };
     let enrollments_progress = s.progress.course_progress(p.user_id, None, first).await?.items;
     let streak_days = s.progress.streak_days(p.user_id, offset).await?;
+    // Null until the student has a path (no assessment yet).
+    let path = s.assessments.learning_path(p, p.user_id).await?;
+    let learning_path = path.generated_at.is_some().then(|| serde_json::to_value(path).ok()).flatten();
     Ok(Json(Dashboard {
         user,
         enrollments_progress,
-        learning_path: None,
+        learning_path,
         recent_achievements: vec![],
         unread_notifications: 0,
         streak_days,

@@ -44,6 +44,13 @@ impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await
     }
+
+    /// Rolls back before the SQLite writer lock is released. Dropping a transaction that wrote
+    /// (even an UPDATE matching no rows takes SQLite's write lock) only queues its rollback, so
+    /// the next writer could find the database still locked and fail with SQLITE_BUSY.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
 }
 
 impl Db {

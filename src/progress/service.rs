@@ -400,6 +400,8 @@ fn taught_by(instructor: Uuid) -> sea_orm::sea_query::SimpleExpr {
 
 pub struct ProgressService {
     pub db: Db,
+    /// For recomputing a learning path when a course is completed (assessments integration).
+    pub learning_rules: std::sync::Arc<crate::assessments::engine::LearningRules>,
 }
 
 impl ProgressService {
@@ -505,6 +507,10 @@ impl ProgressService {
             audit::record(&*txn, ctx, Event::new("course.completed", Some(p.user_id)).target("course", l.course_id))
                 .await?;
         }
+        // Assessments integration: a completed course leaves the student's learning path.
+        if course_completed {
+            crate::assessments::paths::on_course_completed(&*txn, &self.learning_rules, p.user_id, now).await?;
+        }
         txn.commit().await?;
         Ok(LessonProgressResult { lesson: row.into(), course: rollup })
     }
@@ -608,6 +614,10 @@ impl ProgressService {
             })),
         )
         .await?;
+        // Assessments integration: a completed course leaves the student's learning path.
+        if !completed_courses.is_empty() {
+            crate::assessments::paths::on_course_completed(&*txn, &self.learning_rules, p.user_id, now).await?;
+        }
         for c in completed_courses {
             audit::record(&*txn, ctx, Event::new("course.completed", Some(p.user_id)).target("course", c)).await?;
         }

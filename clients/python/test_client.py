@@ -1,0 +1,102 @@
+"""Tests of the Python client against a live `cifix serve` (see .ci/python-client-test.sh).
+
+Environment: CIFIX_URL, CIFIX_CLIENT_ID, CIFIX_CLIENT_SECRET, CIFIX_STUDENT_TOKEN (a student's
+access token) and CIFIX_COURSE_ID (a published course the bundled rules recommend).
+"""
+
+import json
+import os
+import unittest
+import urllib.request
+import uuid
+
+from cifix_client import CifixClient, CifixError, sign
+
+
+def env(name):
+    value = os.environ.get(name)
+    if not value:
+        raise unittest.SkipTest("%s is not set (run .ci/python-client-test.sh)" % name)
+    return value
+
+
+def as_student(method, path):
+    req = urllib.request.Request(
+        env("CIFIX_URL") + "/api/v1" + path,
+        data=b"{}" if method == "POST" else None,
+        headers={"Authorization": "Bearer " + env("CIFIX_STUDENT_TOKEN"), "Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(req, timeout=10) as res:
+        return res.status, json.loads(res.read())
+
+
+class SignatureVector(unittest.TestCase):
+    def test_matches_the_server_scheme(self):
+        # Same inputs as the Rust unit test `signatures_match_the_documented_scheme`.
+        sig = sign("s3cret", 1700000000, "abcdefghijklmnop", "post", "/api/v1/x", b"{}")
+        self.assertEqual(sig, "v1=e324b0a5333146d30b40965a24ad6e1707a87ee4c3c376ff4a6782f771cdadfb")
+
+
+class LiveServer(unittest.TestCase):
+    def setUp(self):
+        self.client = CifixClient(env("CIFIX_URL"), env("CIFIX_CLIENT_ID"), env("CIFIX_CLIENT_SECRET"), backoff=0.05)
+
+    def test_round_trip_start_results_learning_path(self):
+        status, started = as_student("POST", "/me/assessments")
+        self.assertEqual(status, 201)
+        self.assertEqual(started["status"], "pending")
+        self.assertIn("launch_token=" + started["launch_token"], started["launch_url"])
+
+        who = self.client.launch(started["launch_token"])
+        self.assertEqual(who["assessment_id"], started["id"])
+
+        run_id = "py-%s" % uuid.uuid4()
+        kwargs = dict(external_id=run_id, launch_token=started["launch_token"], overall_score=40,
+                      skills={"python": 35, "ai": 20}, details={"source": "test_client.py"},
+                      completed_at="2026-01-01T00:00:00Z")
+        created, assessment = self.client.post_results(**kwargs)
+        self.assertTrue(created)
+        self.assertEqual(assessment["status"], "completed")
+        # A retry of the same delivery (e.g. after a lost response) is harmless.
+        created, again = self.client.post_results(**kwargs)
+        self.assertFalse(created)
+        self.assertEqual(again, assessment)
+        # The same external_id with other results is a conflict, not retried.
+        kwargs["overall_score"] = 90
+        with self.assertRaises(CifixError) as ctx:
+            self.client.post_results(**kwargs)
+        self.assertEqual(ctx.exception.status, 409)
+
+        status, path = as_student("GET", "/me/learning-path")
+        self.assertEqual(status, 200)
+        self.assertEqual(path["based_on_assessment_id"], started["id"])
+        self.assertEqual(path["steps"][0]["course_id"], env("CIFIX_COURSE_ID"))
+        self.assertIn("Your python score was 35/100", path["steps"][0]["reason"])
+
+    def test_validation_errors_name_the_field(self):
+        status, started = as_student("POST", "/me/assessments")
+        with self.assertRaises(CifixError) as ctx:
+            self.client.post_results(external_id="bad", assessment_id=started["id"], overall_score=101,
+                                     skills={"python": 10})
+        self.assertEqual(ctx.exception.status, 422)
+        self.assertEqual([e["field"] for e in ctx.exception.problem["errors"]], ["overall_score"])
+
+    def test_wrong_secret_is_401_and_not_retried(self):
+        calls = []
+        bad = CifixClient(env("CIFIX_URL"), env("CIFIX_CLIENT_ID"), "wrong", sleep=calls.append)
+        with self.assertRaises(CifixError) as ctx:
+            bad.launch("whatever")
+        self.assertEqual(ctx.exception.status, 401)
+        self.assertEqual(calls, [])
+
+    def test_network_errors_are_retried_with_backoff(self):
+        delays = []
+        down = CifixClient("http://127.0.0.1:9", "id", "secret", retries=2, backoff=0.1, sleep=delays.append)
+        with self.assertRaises(CifixError):
+            down.launch("x")
+        self.assertEqual(delays, [0.1, 0.2])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

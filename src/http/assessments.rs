@@ -1,0 +1,205 @@
+//! Assessments and learning paths (students, instructors, admins), the integration endpoints
+//! of the assessment tool (signed machine requests), and machine-client administration.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    catalog::parse_id,
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_json},
+    machine::MachineClient,
+    problem::{ApiError, ApiResult, FieldError, Problem},
+};
+use crate::{
+    app::AppState,
+    assessments::{
+        AssessError, AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo,
+        ResultsInput, paths::LearningPathView,
+    },
+    context::Role,
+    infra::realtime::RealtimeEvent,
+    pagination::Page,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(list_mine))
+        .routes(routes!(get_one))
+        .routes(routes!(my_learning_path))
+        .routes(routes!(user_learning_path))
+        .routes(routes!(results))
+        .routes(routes!(launch))
+        .routes(routes!(create_client, list_clients))
+        .routes(routes!(revoke_client))
+        .routes(routes!(rotate_client))
+}
+
+impl From<AssessError> for ApiError {
+    fn from(e: AssessError) -> Self {
+        match e {
+            AssessError::Validation(v) => {
+                ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
+            }
+            AssessError::NotFound => ApiError::not_found(),
+            AssessError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid-signature", why),
+            AssessError::Conflict(slug, detail) => ApiError::new(StatusCode::CONFLICT, slug, detail),
+            AssessError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// Start an assessment: a pending assessment and a short-lived launch link for the tool.
+#[utoipa::path(post, path = "/me/assessments", tag = "assessments", security(("bearer" = [])),
+    responses((status = 201, body = AssessmentStarted), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn start(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+) -> ApiResult<(StatusCode, Json<AssessmentStarted>)> {
+    let p = auth.require(&[Role::Student])?;
+    Ok((StatusCode::CREATED, Json(s.assessments.start(&ctx, p).await?)))
+}
+
+/// The caller's assessments, oldest first. A pending one past `expires_at` reads `expired`.
+#[utoipa::path(get, path = "/me/assessments", tag = "assessments", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = Page<AssessmentView>), (status = 401, body = Problem)))]
+async fn list_mine(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<AssessmentView>>> {
+    Ok(Json(s.assessments.list_mine(&auth.0, q.page()?).await?))
+}
+
+/// One assessment: for its student, admins and the student's instructors; 404 for others.
+#[utoipa::path(get, path = "/assessments/{id}", tag = "assessments", security(("bearer" = [])),
+    responses((status = 200, body = AssessmentView), (status = 404, body = Problem)))]
+async fn get_one(State(s): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<AssessmentView>> {
+    Ok(Json(s.assessments.get(&auth.0, parse_id(&id)?).await?))
+}
+
+/// The caller's latest learning path (empty, with null `generated_at`, before any assessment).
+#[utoipa::path(get, path = "/me/learning-path", tag = "assessments", security(("bearer" = [])),
+    responses((status = 200, body = LearningPathView), (status = 401, body = Problem)))]
+async fn my_learning_path(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<LearningPathView>> {
+    Ok(Json(s.assessments.learning_path(&auth.0, auth.0.user_id).await?))
+}
+
+/// A student's learning path, for admins and the student's instructors; 404 for others.
+#[utoipa::path(get, path = "/users/{id}/learning-path", tag = "assessments", security(("bearer" = [])),
+    responses((status = 200, body = LearningPathView), (status = 404, body = Problem)))]
+async fn user_learning_path(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LearningPathView>> {
+    let p = auth.require(&[Role::Instructor, Role::Admin])?;
+    Ok(Json(s.assessments.learning_path(p, parse_id(&id)?).await?))
+}
+
+/// The assessment tool posts results (signed machine request, see the README). 201 when this
+/// delivery completed the assessment; 200 for a repeat of the same `external_id` and body
+/// (nothing changes); 409 for the same `external_id` with another body, an assessment that
+/// already has other results, or one that expired; 422 naming each invalid field.
+#[utoipa::path(post, path = "/integrations/assessments/results", tag = "integrations", request_body = ResultsInput,
+    params(
+        ("X-Cifix-Client" = String, Header, description = "client id"),
+        ("X-Cifix-Timestamp" = String, Header, description = "unix seconds, within 300 s of the server clock"),
+        ("X-Cifix-Nonce" = String, Header, description = "16 to 64 characters of [A-Za-z0-9_-], never reused"),
+        ("X-Cifix-Signature" = String, Header, description = "v1=hex(HMAC-SHA256(SHA-256(secret), string to sign))"),
+    ),
+    responses((status = 201, body = AssessmentView), (status = 200, body = AssessmentView), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn results(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    m: MachineClient,
+) -> ApiResult<(StatusCode, Json<AssessmentView>)> {
+    let input: ResultsInput = parse_json(&m.body)?;
+    let d = s.assessments.submit_results(&ctx, m.client_id, input, &m.body).await?;
+    // Only after commit: a live event never announces something rolled back.
+    for n in &d.notifications {
+        s.events.publish(RealtimeEvent::from(n));
+    }
+    Ok((if d.created { StatusCode::CREATED } else { StatusCode::OK }, Json(d.assessment)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchRequest {
+    pub launch_token: String,
+}
+
+/// The tool resolves a launch token to the student being assessed (signed machine request).
+#[utoipa::path(post, path = "/integrations/assessments/launch", tag = "integrations", request_body = LaunchRequest,
+    responses((status = 200, body = LaunchInfo), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn launch(State(s): State<AppState>, m: MachineClient) -> ApiResult<Json<LaunchInfo>> {
+    let b: LaunchRequest = parse_json(&m.body)?;
+    Ok(Json(s.assessments.launch_info(&b.launch_token).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    /// 1 to 100 characters, for people: "Streamlit assessment (prod)".
+    pub name: String,
+}
+
+/// Create a machine client. The secret is in this response only.
+#[utoipa::path(post, path = "/admin/integrations/clients", tag = "admin", security(("bearer" = [])), request_body = CreateClient,
+    responses((status = 201, body = ClientCreated), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn create_client(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    ApiJson(b): ApiJson<CreateClient>,
+) -> ApiResult<(StatusCode, Json<ClientCreated>)> {
+    let p = auth.require(&[Role::Admin])?;
+    Ok((StatusCode::CREATED, Json(s.assessments.create_client(&ctx, p, &b.name).await?)))
+}
+
+/// Machine clients, oldest first (never their secrets).
+#[utoipa::path(get, path = "/admin/integrations/clients", tag = "admin", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = Page<ClientView>), (status = 404, body = Problem)))]
+async fn list_clients(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<ClientView>>> {
+    auth.require(&[Role::Admin])?;
+    Ok(Json(s.assessments.list_clients(q.page()?).await?))
+}
+
+/// Revoke a client: its signatures stop working at once.
+#[utoipa::path(delete, path = "/admin/integrations/clients/{id}", tag = "admin", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn revoke_client(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let p = auth.require(&[Role::Admin])?;
+    s.assessments.revoke_client(&ctx, p, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// New secret; the previous one keeps working for `CIFIX_INTEGRATION_SECRET_OVERLAP_SECS`.
+#[utoipa::path(post, path = "/admin/integrations/clients/{id}/rotate", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = ClientRotated), (status = 404, body = Problem)))]
+async fn rotate_client(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ClientRotated>> {
+    let p = auth.require(&[Role::Admin])?;
+    Ok(Json(s.assessments.rotate_client(&ctx, p, parse_id(&id)?).await?))
+}
