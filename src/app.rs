@@ -160,6 +160,9 @@ pub async fn serve(
             loop {
                 tick.tick().await;
                 state.limiter.retain_recent();
+                if let Err(e) = crate::idempotency::purge_expired(&state.db).await {
+                    tracing::warn!(error = %e, "idempotency purge failed");
+                }
             }
         })
     };

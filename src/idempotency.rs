@@ -132,3 +132,13 @@ pub async fn release(db: &Db, scope: &str, key: &str) -> Result<(), DbErr> {
         .await?;
     txn.commit().await
 }
+
+/// Forgets keys older than the 24 hours they are promised for.
+pub async fn purge_expired(db: &Db) -> Result<(), DbErr> {
+    let txn = db.begin_write().await?;
+    idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::CreatedAt.lt(Utc::now() - KEEP))
+        .exec(&*txn)
+        .await?;
+    txn.commit().await
+}

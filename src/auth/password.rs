@@ -61,7 +61,7 @@ pub enum HashError {
 /// queues here instead of starving every other endpoint of CPU.
 pub struct Hasher {
     cost: u32,
-    permits: Semaphore,
+    permits: std::sync::Arc<Semaphore>,
     queue_wait: Duration,
     /// A real hash of a random password, verified against when the account does not exist so
     /// that an unknown email costs the same time as a wrong password.
@@ -73,15 +73,27 @@ impl Hasher {
         let dummy_password = uuid::Uuid::new_v4().to_string();
         let dummy =
             format!("{SCHEME}{}", bcrypt::hash(prehash(&dummy_password), cost).expect("bcrypt cost is validated"));
-        Hasher { cost, permits: Semaphore::new(max_concurrent), queue_wait: Duration::from_secs(2), dummy }
+        Hasher {
+            cost,
+            permits: std::sync::Arc::new(Semaphore::new(max_concurrent)),
+            queue_wait: Duration::from_secs(2),
+            dummy,
+        }
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let _permit = tokio::time::timeout(self.queue_wait, self.permits.acquire())
+        let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| HashError::Internal(e.to_string()))
+        // The permit travels with the blocking work: a client that disconnects mid-request
+        // frees nothing until its hash has actually finished.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.to_string()))
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {

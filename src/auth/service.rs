@@ -490,10 +490,13 @@ impl AuthService {
     /// every request, so revocation, deactivation and role changes apply at once.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let claims = self.keys.verify(token).map_err(|_| AuthError::Unauthenticated)?;
-        let session =
-            session::Entity::find_by_id(claims.sid).one(&self.db.conn).await?.ok_or(AuthError::Unauthenticated)?;
-        let user =
-            user::Entity::find_by_id(session.user_id).one(&self.db.conn).await?.ok_or(AuthError::Unauthenticated)?;
+        // One query for both rows: this runs on every authenticated request.
+        let (session, user) = session::Entity::find_by_id(claims.sid)
+            .find_also_related(user::Entity)
+            .one(&self.db.conn)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        let user = user.ok_or(AuthError::Unauthenticated)?;
         if session.user_id != claims.sub
             || session.revoked_at.is_some()
             || session.expires_at <= Utc::now()
@@ -549,7 +552,21 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let u = user::Entity::find_by_id(p.user_id).one(&self.db.conn).await?.ok_or(AuthError::NotFound)?;
         check_password("new_password", new, &u.email)?;
+        if let Some(retry) = self.lockout_remaining(&u) {
+            return Err(AuthError::AccountLocked { retry_after_secs: retry });
+        }
         if !self.hasher.verify(current, Some(&u.password_hash)).await? {
+            // A stolen session must not become an unlimited password oracle: wrong guesses
+            // count towards the same per-account lockout as failed logins.
+            let txn = self.db.begin_write().await?;
+            self.count_failure(&*txn, u.id).await?;
+            audit::record(
+                &*txn,
+                ctx,
+                Event::new("auth.password_change_failed", Some(p.user_id)).target("user", p.user_id),
+            )
+            .await?;
+            txn.commit().await?;
             return Err(invalid("current_password", "is not your current password"));
         }
         let hash = self.hasher.hash(new).await?;

@@ -39,21 +39,40 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
 /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Entries further left
 /// are whatever the client chose to send and are never believed.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    // A proxy listening on [::] sees IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
+    let mut hops: Vec<&str> = Vec::new();
     for v in headers.get_all("x-forwarded-for") {
         let Ok(s) = v.to_str() else { return peer };
-        for part in s.split(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip),
-                Err(_) => return peer,
-            }
+        hops.extend(s.split(',').map(str::trim));
+    }
+    // Walk from our side: each trusted proxy appended the address it saw, so the first entry
+    // that is not a trusted proxy is the client. Anything left of it was written by the client
+    // and is ignored, even when it is junk.
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip.to_canonical()) => continue,
+            Ok(ip) => return ip.to_canonical(),
+            Err(_) => return peer,
         }
     }
-    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    peer
+}
+
+/// The rate-limit key of a client: its IPv4 address, or its IPv6 /64 (one subscriber usually
+/// holds a whole /64 and could otherwise take a fresh budget per request).
+pub fn rate_limit_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
 }
 
 /// Outermost layer: request id, client address, and the access log and metrics line.
@@ -188,11 +207,12 @@ fn is_auth_route(path: &str) -> bool {
             | "/api/v1/auth/password/forgot"
             | "/api/v1/auth/password/reset"
             | "/api/v1/auth/email/verify"
+            | "/api/v1/me/password"
     )
 }
 
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
+    let ip = req.extensions().get::<ClientIp>().map(|c| rate_limit_key(c.0)).unwrap_or_default();
     let cfg = &state.config;
     let general = Rule::per_minute("api", cfg.rate_limit_per_minute);
     let mut decision = state.limiter.check(&general, &ip).await;
@@ -229,6 +249,10 @@ fn idempotency_excluded(path: &str) -> bool {
     ["/api/v1/auth/", "/api/v1/realtime/", "/api/v1/admin/integrations/", "/api/v1/integrations/"]
         .iter()
         .any(|p| path.starts_with(p))
+        // Its body holds passwords (even a hash of them must not be kept), and the assessment
+        // response holds a launch token.
+        || path == "/api/v1/me/password"
+        || path == "/api/v1/me/assessments"
 }
 
 /// `Idempotency-Key` on POST creates (rules in `crate::idempotency`).
@@ -242,13 +266,18 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     };
     // Keys belong to the caller. Without a valid token there is no caller: the handler will
     // answer 401 and there is nothing to remember.
-    let scope = req
+    let token = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| state.auth.keys.verify(t.trim()).ok())
-        .map(|c| c.sub.to_string());
+        .map(|t| t.trim().to_string());
+    // A full session check, not just the signature: a revoked session must not read back
+    // stored responses.
+    let scope = match token {
+        Some(t) => state.auth.authenticate(&t).await.ok().map(|p| p.user_id.to_string()),
+        None => None,
+    };
     let Some(scope) = scope else { return next.run(req).await };
 
     let (parts, body) = req.into_parts();
@@ -281,7 +310,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         Ok(Claim::Fresh) => {
             let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
             let (res_parts, res_body) = res.into_parts();
-            let body = axum::body::to_bytes(res_body, 4 * 1024 * 1024).await.unwrap_or_default();
+            let Ok(body) = axum::body::to_bytes(res_body, 16 * 1024 * 1024).await else {
+                let _ = release(&state.db, &scope, &key).await;
+                return ApiError::internal("response too large to keep for Idempotency-Key").into_response();
+            };
             let content_type = res_parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
             let stored = match (res_parts.status.is_success(), std::str::from_utf8(&body)) {
                 (true, Ok(text)) => {
@@ -313,6 +345,20 @@ mod tests {
         assert_eq!(client_ip(stranger, &h, &trusted), stranger);
         h.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(client_ip(proxy, &h, &trusted), proxy);
+        // Junk the client wrote left of the address our proxy appended does not hide it.
+        h.insert("x-forwarded-for", "x, 1.2.3.4".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, &trusted).to_string(), "1.2.3.4");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_ip(mapped, &h, &trusted).to_string(), "1.2.3.4", "IPv4-mapped proxy is trusted");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let a = rate_limit_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = rate_limit_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, rate_limit_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(rate_limit_key("::ffff:1.2.3.4".parse().unwrap()), "1.2.3.4");
     }
 
     #[test]
