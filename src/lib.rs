@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod email;
 pub mod entities;
 pub mod http;
 pub mod infra;

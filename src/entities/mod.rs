@@ -3,11 +3,15 @@
 pub mod activity_hour;
 pub mod audit_log;
 pub mod course;
+pub mod email_outbox;
+pub mod email_suppression;
+pub mod email_token;
 pub mod enrollment;
 pub mod lesson;
 pub mod lesson_progress;
 pub mod module;
 pub mod notification;
+pub mod notification_preference;
 pub mod progress_event;
 pub mod refresh_token;
 pub mod session;
