@@ -580,6 +580,19 @@ impl EmailService {
         Ok(category)
     }
 
+    /// The SES webhook's shared secret, compared in constant time. No secret configured means
+    /// the webhook is off, so nobody can suppress addresses through it.
+    pub fn check_webhook_secret(&self, presented: Option<&str>) -> Result<(), EmailError> {
+        use subtle::ConstantTimeEq;
+        let Some(expected) = &self.settings.ses_webhook_secret else {
+            return Err(EmailError::NotFound);
+        };
+        match presented {
+            Some(p) if bool::from(p.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+            _ => Err(EmailError::Unauthorized),
+        }
+    }
+
     // ----- suppression ------------------------------------------------------------------------
 
     /// Stops all mail to an address: future enqueues become `suppressed`, and so does mail

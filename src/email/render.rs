@@ -37,7 +37,7 @@ pub fn render(src: &str, vars: &Map<String, Value>, html: bool) -> Result<String
     Ok(out)
 }
 
-fn escape_html_into(s: &str, out: &mut String) {
+pub fn escape_html_into(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),

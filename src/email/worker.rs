@@ -179,6 +179,12 @@ impl Worker {
     }
 
     async fn deliver(&self, row: &email_outbox::Model) -> Outcome {
+        // Claims whose lease expired also count as attempts, so a message that kills its
+        // worker every time ends as failed instead of looping forever.
+        if row.attempts as u32 > self.settings.max_attempts {
+            let last = row.last_error.clone().unwrap_or_else(|| "the worker never finished".into());
+            return Outcome::Failed(format!("gave up after {} attempts; last: {last}", row.attempts - 1));
+        }
         // Checked again at send time: a bounce may have arrived after the mail was queued.
         match email_suppression::Entity::find_by_id(row.to_address.clone()).one(&self.db.conn).await {
             Ok(Some(_)) => return Outcome::Suppressed,

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod email;
 pub mod extract;
 pub mod me;
 pub mod middleware;
@@ -32,7 +33,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "admin"), (name = "operations"))
+    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "admin"), (name = "email"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -54,7 +55,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(me::router())
         .merge(catalog::router())
         .merge(progress::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .merge(email::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))
