@@ -647,11 +647,10 @@ async fn preferences_and_one_click_unsubscribe() {
 
     let txn = app.db.begin_write().await.unwrap();
     assert!(svc.enqueue_for_user(&*txn, user_id, Template::AchievementAwarded, award()).await.unwrap().is_none());
-    // Security mail ignores preferences.
+    drop(txn);
     let res = app
         .send_json(reqwest::Method::PUT, "/me/notification-preferences", Some(&token), json!({"email": {"assessment_results": false}}))
         .await;
-    drop(txn);
     assert_eq!(res.status(), StatusCode::OK);
     let prefs: Value = res.json().await.unwrap();
     assert_eq!(prefs["email"]["assessment_results"], false);
@@ -660,20 +659,22 @@ async fn preferences_and_one_click_unsubscribe() {
         .send_json(reqwest::Method::PUT, "/me/notification-preferences", Some(&token), json!({"email": {"security": false}}))
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Security mail ignores preferences.
     app.post("/auth/password/forgot", None, json!({"email": "pia@example.com"})).await;
     smtp.wait_for(3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smtp.messages().len(), 3);
 
-    // At most once per dedup key.
+    // At most once per dedup key (assessment results are switched on again first).
+    let res = app
+        .send_json(reqwest::Method::PUT, "/me/notification-preferences", Some(&token), json!({"email": {"assessment_results": true}}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
     let txn = app.db.begin_write().await.unwrap();
     let k = Some("achievement:first-steps".to_string());
     let vars = json!({"overall_score": 80, "path_url": "https://learn.example.com/path"});
-    svc.enqueue_for_user_once(&*txn, user_id, Template::NewSignIn, json!({"at": "now", "ip": "1.2.3.4", "user_agent": "x"}), k.clone())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(svc.enqueue_for_user_once(&*txn, user_id, Template::NewSignIn, vars, k).await.unwrap().is_none());
+    svc.enqueue_for_user_once(&*txn, user_id, Template::AssessmentResults, vars.clone(), k.clone()).await.unwrap().unwrap();
+    assert!(svc.enqueue_for_user_once(&*txn, user_id, Template::AssessmentResults, vars, k).await.unwrap().is_none());
     txn.commit().await.unwrap();
 }
 
