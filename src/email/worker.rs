@@ -127,13 +127,25 @@ impl Worker {
         Ok(pass)
     }
 
-    /// Runs passes until nothing is due (for tests and benchmarks).
+    /// Runs passes until nothing is due (for tests, benchmarks and a final flush).
     pub async fn drain(&self) -> Result<Pass, DbErr> {
         let mut total = Pass::default();
         loop {
             let p = self.run_once().await?;
             if p.claimed == 0 {
-                return Ok(total);
+                // On PostgreSQL a claim racing another worker's can come back empty although
+                // rows are due (LIMIT is applied before the re-check of locked rows), so an
+                // empty pass alone does not mean "done".
+                let due = email_outbox::Entity::find()
+                    .filter(email_outbox::Column::Status.eq(status::QUEUED))
+                    .filter(email_outbox::Column::NextAttemptAt.lte(Utc::now()))
+                    .one(&self.db.conn)
+                    .await?;
+                if due.is_none() {
+                    return Ok(total);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
             }
             total.claimed += p.claimed;
             total.sent += p.sent;
