@@ -279,7 +279,8 @@ fn email_config(
 ) -> Result<EmailConfig, ConfigError> {
     let smtp_url = var("SMTP_URL");
     if let Some(url) = &smtp_url {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| err("SMTP_URL", "must start with smtp:// or smtps://"))?;
+        let (scheme, rest) =
+            url.split_once("://").ok_or_else(|| err("SMTP_URL", "must start with smtp:// or smtps://"))?;
         if scheme != "smtp" && scheme != "smtps" {
             return Err(err("SMTP_URL", "must start with smtp:// or smtps://"));
         }

@@ -80,7 +80,10 @@ impl Received {
     }
     fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_lowercase());
-        self.headers().into_iter().find(|h| h.to_lowercase().starts_with(&prefix)).map(|h| h[prefix.len()..].trim().to_string())
+        self.headers()
+            .into_iter()
+            .find(|h| h.to_lowercase().starts_with(&prefix))
+            .map(|h| h[prefix.len()..].trim().to_string())
     }
     /// The body with quoted-printable soft breaks and `=3D` undone: enough to read links.
     fn decoded(&self) -> String {
@@ -146,7 +149,12 @@ impl Smtp {
             .map(|p| {
                 let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
                 Received {
-                    rcpt_tos: v["rcpt_tos"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect(),
+                    rcpt_tos: v["rcpt_tos"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_str().unwrap().to_string())
+                        .collect(),
                     data: v["data"].as_str().unwrap().to_string(),
                 }
             })
@@ -212,10 +220,20 @@ async fn rows(app: &TestApp) -> Vec<email_outbox::Model> {
 }
 
 async fn row_to(app: &TestApp, to: &str) -> email_outbox::Model {
-    email_outbox::Entity::find().filter(email_outbox::Column::ToAddress.eq(to)).one(&app.db.conn).await.unwrap().unwrap()
+    email_outbox::Entity::find()
+        .filter(email_outbox::Column::ToAddress.eq(to))
+        .one(&app.db.conn)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
-async fn wait_row(app: &TestApp, to: &str, what: &str, pred: impl Fn(&email_outbox::Model) -> bool) -> email_outbox::Model {
+async fn wait_row(
+    app: &TestApp,
+    to: &str,
+    what: &str,
+    pred: impl Fn(&email_outbox::Model) -> bool,
+) -> email_outbox::Model {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = row_to(app, to).await;
@@ -340,7 +358,8 @@ async fn ses_bounces_and_complaints_suppress_addresses() {
 
     // Without a configured secret the webhook does not exist.
     let plain = TestApp::spawn_with(fast).await;
-    let res = plain.client.post(plain.url("/integrations/ses/notifications")).body(bounce.to_string()).send().await.unwrap();
+    let res =
+        plain.client.post(plain.url("/integrations/ses/notifications")).body(bounce.to_string()).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
@@ -428,7 +447,8 @@ async fn forgot_and_reset_end_to_end() {
     assert_eq!(app.get("/me", Some(&access(&pair))).await.status(), StatusCode::UNAUTHORIZED, "sessions ended");
     assert_eq!(app.login("rita@example.com", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.login("rita@example.com", new_pw).await.status(), StatusCode::OK);
-    let res = app.post("/auth/password/reset", None, json!({"token": token, "new_password": "yet another passphrase"})).await;
+    let res =
+        app.post("/auth/password/reset", None, json!({"token": token, "new_password": "yet another passphrase"})).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST, "used twice");
     let n = app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'auth.password_reset'").await;
     assert_eq!(n, 1);
@@ -443,7 +463,8 @@ async fn forgot_and_reset_end_to_end() {
         .exec(&app.db.conn)
         .await
         .unwrap();
-    let res = app.post("/auth/password/reset", None, json!({"token": token, "new_password": "expired passphrase 1"})).await;
+    let res =
+        app.post("/auth/password/reset", None, json!({"token": token, "new_password": "expired passphrase 1"})).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 
     // Unknown email: 202, and no mail.
@@ -471,7 +492,13 @@ async fn smtp_down_loses_nothing_and_delivers_once_when_it_returns() {
     assert_eq!(r.status == status::QUEUED || r.status == status::SENDING, true, "{r:?}");
     assert!(r.last_error.is_some());
     let list: Value = app.get("/admin/emails?status=queued", Some(&admin)).await.json().await.unwrap();
-    assert!(list["items"].as_array().unwrap().iter().any(|e| e["to"] == "patient@example.com" && e["last_error"].is_string()));
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["to"] == "patient@example.com" && e["last_error"].is_string())
+    );
     eprintln!("while the SMTP server was down: attempts={} last_error={:?}", r.attempts, r.last_error);
 
     let smtp = Smtp::start_on(port, &[]);
@@ -518,7 +545,8 @@ async fn a_rejected_recipient_is_retried_then_failed_and_an_admin_can_retry() {
     let id = items[0]["id"].as_str().unwrap();
     let res = app.post(&format!("/admin/emails/{id}/retry"), Some(&admin), json!({})).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let r = wait_row(&app, "bounce@example.com", "failed again", |r| r.status == status::FAILED && r.attempts == 3).await;
+    let r =
+        wait_row(&app, "bounce@example.com", "failed again", |r| r.status == status::FAILED && r.attempts == 3).await;
     assert!(r.last_error.is_some());
     let sent = row_to(&app, "boss@example.com").await;
     let res = app.post(&format!("/admin/emails/{}/retry", sent.id), Some(&admin), json!({})).await;
@@ -649,14 +677,24 @@ async fn preferences_and_one_click_unsubscribe() {
     assert!(svc.enqueue_for_user(&*txn, user_id, Template::AchievementAwarded, award()).await.unwrap().is_none());
     drop(txn);
     let res = app
-        .send_json(reqwest::Method::PUT, "/me/notification-preferences", Some(&token), json!({"email": {"assessment_results": false}}))
+        .send_json(
+            reqwest::Method::PUT,
+            "/me/notification-preferences",
+            Some(&token),
+            json!({"email": {"assessment_results": false}}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let prefs: Value = res.json().await.unwrap();
     assert_eq!(prefs["email"]["assessment_results"], false);
     assert_eq!(prefs["email"]["achievements"], false, "left out: unchanged");
     let res = app
-        .send_json(reqwest::Method::PUT, "/me/notification-preferences", Some(&token), json!({"email": {"security": false}}))
+        .send_json(
+            reqwest::Method::PUT,
+            "/me/notification-preferences",
+            Some(&token),
+            json!({"email": {"security": false}}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // Security mail ignores preferences.
@@ -667,13 +705,21 @@ async fn preferences_and_one_click_unsubscribe() {
 
     // At most once per dedup key (assessment results are switched on again first).
     let res = app
-        .send_json(reqwest::Method::PUT, "/me/notification-preferences", Some(&token), json!({"email": {"assessment_results": true}}))
+        .send_json(
+            reqwest::Method::PUT,
+            "/me/notification-preferences",
+            Some(&token),
+            json!({"email": {"assessment_results": true}}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let txn = app.db.begin_write().await.unwrap();
     let k = Some("achievement:first-steps".to_string());
     let vars = json!({"overall_score": 80, "path_url": "https://learn.example.com/path"});
-    svc.enqueue_for_user_once(&*txn, user_id, Template::AssessmentResults, vars.clone(), k.clone()).await.unwrap().unwrap();
+    svc.enqueue_for_user_once(&*txn, user_id, Template::AssessmentResults, vars.clone(), k.clone())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(svc.enqueue_for_user_once(&*txn, user_id, Template::AssessmentResults, vars, k).await.unwrap().is_none());
     txn.commit().await.unwrap();
 }
@@ -700,7 +746,8 @@ async fn header_injection_never_reaches_headers() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let res = app.post("/auth/password/forgot", None, json!({"email": "eve@example.com\nBcc: victim@example.com"})).await;
+    let res =
+        app.post("/auth/password/forgot", None, json!({"email": "eve@example.com\nBcc: victim@example.com"})).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Deeper, for callers that skip the edge: the outbox itself refuses or flattens.

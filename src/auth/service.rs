@@ -448,7 +448,12 @@ impl AuthService {
 
     /// Spends a token of `purpose` (compare-and-set, so two concurrent uses cannot both win)
     /// and returns its user. Unknown, expired and spent tokens all look the same.
-    async fn spend_email_token<C: ConnectionTrait>(&self, db: &C, token: &str, purpose: &str) -> Result<Uuid, AuthError> {
+    async fn spend_email_token<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        token: &str,
+        purpose: &str,
+    ) -> Result<Uuid, AuthError> {
         if token.is_empty() || token.len() > 200 {
             return Err(AuthError::InvalidEmailToken);
         }
@@ -525,12 +530,8 @@ impl AuthService {
                         },
                     )
                     .await?;
-                audit::record(
-                    &*txn,
-                    ctx,
-                    Event::new("auth.password_reset_requested", None).target("user", u.id),
-                )
-                .await?;
+                audit::record(&*txn, ctx, Event::new("auth.password_reset_requested", None).target("user", u.id))
+                    .await?;
             }
             _ => {
                 // The same work minus the writes that would create a token and a message.

@@ -16,8 +16,9 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 use serde::{Deserialize, Serialize};
@@ -344,7 +345,10 @@ impl EmailService {
         let mut v: Map<String, Value> = vars.as_object().cloned().unwrap_or_default();
         v.entry("product").or_insert_with(|| json!(self.settings.product));
         v.entry("public_url").or_insert_with(|| json!(self.settings.public_url));
-        v.insert("display_name".into(), json!(display_name.map(|n| render::one_line(n, 100)).unwrap_or("there".into())));
+        v.insert(
+            "display_name".into(),
+            json!(display_name.map(|n| render::one_line(n, 100)).unwrap_or("there".into())),
+        );
         v.insert("unsubscribe_url".into(), json!(unsubscribe_url.unwrap_or_default()));
         let (text_src, html_src) = template.sources();
         let (subject_line, body) = text_src.split_once('\n').unwrap_or((text_src, ""));
@@ -481,7 +485,13 @@ impl EmailService {
         notification_preference::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(C::UserId)
-                    .update_columns([C::Achievements, C::ProgressDigest, C::AssessmentResults, C::NewSignIn, C::UpdatedAt])
+                    .update_columns([
+                        C::Achievements,
+                        C::ProgressDigest,
+                        C::AssessmentResults,
+                        C::NewSignIn,
+                        C::UpdatedAt,
+                    ])
                     .to_owned(),
             )
             .exec_without_returning(db)

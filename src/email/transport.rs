@@ -60,10 +60,11 @@ impl Transport {
 
     pub async fn send(&self, row: &email_outbox::Model, message: Message) -> Result<(), SendError> {
         match self {
-            Transport::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| SendError {
-                permanent: e.is_permanent(),
-                message: render::one_line(&e.to_string(), 500),
-            }),
+            Transport::Smtp(t) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError { permanent: e.is_permanent(), message: render::one_line(&e.to_string(), 500) }),
             Transport::Files(dir) => {
                 let path = dir.join(format!("{}.eml", row.id));
                 let tmp = dir.join(format!(".{}.eml.tmp", row.id));
@@ -74,7 +75,9 @@ impl Transport {
                     // Rename so a reader never sees half a message.
                     tokio::fs::rename(&tmp, &path).await
                 };
-                write.await.map_err(|e| SendError { permanent: false, message: format!("writing {}: {e}", path.display()) })?;
+                write
+                    .await
+                    .map_err(|e| SendError { permanent: false, message: format!("writing {}: {e}", path.display()) })?;
                 // The path and template only: the link (a secret) stays in the file.
                 tracing::info!(path = %path.display(), template = %row.template, "email written to the outbox directory");
                 Ok(())
@@ -120,8 +123,8 @@ impl Header for ListUnsubscribePost {
 /// can never start a header of its own.
 pub fn build_message(from: &str, row: &email_outbox::Model) -> Result<Message, SendError> {
     let bad = |m: String| SendError { permanent: true, message: m };
-    let rendered: Rendered = serde_json::from_value(row.payload.clone())
-        .map_err(|_| bad("the message body is no longer stored".into()))?;
+    let rendered: Rendered =
+        serde_json::from_value(row.payload.clone()).map_err(|_| bad("the message body is no longer stored".into()))?;
     let from: Mailbox = from.parse().map_err(|e| bad(format!("invalid sender: {e}")))?;
     let address = super::normalize_address(&row.to_address)
         .map_err(|_| bad("invalid recipient address".into()))?

@@ -15,9 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use rand::Rng;
-use sea_orm::{
-    ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement, Value as SqlValue, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement, Value as SqlValue, sea_query::Expr};
 use serde_json::json;
 use tokio::{sync::Notify, task::JoinSet};
 use uuid::Uuid;
@@ -215,12 +213,21 @@ impl Worker {
                 // servers answer 5xx for conditions an operator can fix (relay or sender
                 // configuration), and `max_attempts` bounds the cost.
                 let msg = if e.permanent { format!("permanent: {}", e.message) } else { e.message };
-                if row.attempts as u32 >= self.settings.max_attempts { Outcome::Failed(msg) } else { Outcome::Retry(msg) }
+                if row.attempts as u32 >= self.settings.max_attempts {
+                    Outcome::Failed(msg)
+                } else {
+                    Outcome::Retry(msg)
+                }
             }
         }
     }
 
-    async fn record(&self, row: &email_outbox::Model, lease_id: Uuid, outcome: Outcome) -> Result<Option<Outcome>, DbErr> {
+    async fn record(
+        &self,
+        row: &email_outbox::Model,
+        lease_id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Option<Outcome>, DbErr> {
         use email_outbox::Column as C;
         let now = Utc::now();
         let mut q = email_outbox::Entity::update_many()
@@ -249,7 +256,9 @@ impl Worker {
                 tracing::warn!(email_id = %row.id, attempts = row.attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "email delivery failed; will retry");
             }
             Outcome::Failed(e) => {
-                q = q.col_expr(C::Status, Expr::value(status::FAILED)).col_expr(C::LastError, Expr::value(Some(e.clone())));
+                q = q
+                    .col_expr(C::Status, Expr::value(status::FAILED))
+                    .col_expr(C::LastError, Expr::value(Some(e.clone())));
                 tracing::error!(email_id = %row.id, attempts = row.attempts, error = %e, "email delivery failed for good");
             }
             Outcome::Suppressed => {

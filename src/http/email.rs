@@ -55,7 +55,10 @@ async fn unsubscribe(
 /// (mail scanners follow links).
 #[utoipa::path(get, path = "/email/unsubscribe", tag = "email", params(UnsubscribeQuery),
     responses((status = 200, content_type = "text/html"), (status = 400, body = Problem)))]
-async fn unsubscribe_page(State(s): State<AppState>, ApiQuery(q): ApiQuery<UnsubscribeQuery>) -> ApiResult<Html<String>> {
+async fn unsubscribe_page(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<UnsubscribeQuery>,
+) -> ApiResult<Html<String>> {
     let (_, category) = s.email.verify_unsubscribe_token(&q.token)?;
     let mut token = String::new();
     render::escape_html_into(&q.token, &mut token);
@@ -89,12 +92,13 @@ async fn ses_notifications(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let presented = headers.get("x-cifix-webhook-secret").and_then(|v| v.to_str().ok()).map(str::to_string).or_else(|| {
-        let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let decoded = STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
-        let pair = String::from_utf8(decoded).ok()?;
-        pair.split_once(':').map(|(_, p)| p.to_string())
-    });
+    let presented =
+        headers.get("x-cifix-webhook-secret").and_then(|v| v.to_str().ok()).map(str::to_string).or_else(|| {
+            let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            let decoded = STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
+            let pair = String::from_utf8(decoded).ok()?;
+            pair.split_once(':').map(|(_, p)| p.to_string())
+        });
     s.email.check_webhook_secret(presented.as_deref())?;
     // SNS posts JSON as text/plain, so the content type is not checked.
     let value: serde_json::Value = parse_json(&body)?;
@@ -117,4 +121,3 @@ async fn ses_notifications(
     }
     Ok((StatusCode::OK, Json(SesResult { suppressed })))
 }
-

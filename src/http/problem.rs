@@ -134,11 +134,9 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated => ApiError::unauthorized(),
             AuthError::NotFound => ApiError::not_found(),
             AuthError::Busy => ApiError::unavailable(1, "the server is busy; retry shortly"),
-            AuthError::InvalidEmailToken => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-token",
-                "the link is invalid, expired or already used",
-            ),
+            AuthError::InvalidEmailToken => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-token", "the link is invalid, expired or already used")
+            }
             AuthError::Internal(m) => ApiError::internal(m),
         }
     }
