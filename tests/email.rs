@@ -68,11 +68,11 @@ impl Received {
         let head = self.data.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n", "\n");
         let mut out: Vec<String> = Vec::new();
         for line in head.lines() {
-            if line.starts_with([' ', '\t']) {
-                if let Some(last) = out.last_mut() {
-                    last.push_str(line.trim_start_matches([' ', '\t']).trim_end());
-                    continue;
-                }
+            if line.starts_with([' ', '\t'])
+                && let Some(last) = out.last_mut()
+            {
+                last.push_str(line.trim_end());
+                continue;
             }
             out.push(line.to_string());
         }
@@ -489,7 +489,7 @@ async fn smtp_down_loses_nothing_and_delivers_once_when_it_returns() {
     let admin = make_admin(&app, "admin@example.com").await;
     app.register("patient@example.com").await;
     let r = wait_row(&app, "patient@example.com", "failed attempts", |r| r.attempts >= 3).await;
-    assert_eq!(r.status == status::QUEUED || r.status == status::SENDING, true, "{r:?}");
+    assert!(r.status == status::QUEUED || r.status == status::SENDING, "{r:?}");
     assert!(r.last_error.is_some());
     let list: Value = app.get("/admin/emails?status=queued", Some(&admin)).await.json().await.unwrap();
     assert!(
