@@ -289,9 +289,13 @@ impl From<email_outbox::Model> for EmailView {
 
 /// Addresses are compared trimmed and lower-cased, as user emails are stored.
 pub fn normalize_address(addr: &str) -> Result<String, EmailError> {
+    // CR/LF (any control character) would end a header line: refuse rather than repair, even
+    // where trimming would remove it.
+    if addr.chars().any(char::is_control) {
+        return Err(EmailError::InvalidAddress);
+    }
     let a = addr.trim().to_lowercase();
-    // CR/LF (any control character) would end a header line: refuse rather than repair.
-    if a.is_empty() || a.len() > 254 || a.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if a.is_empty() || a.len() > 254 || a.chars().any(char::is_whitespace) {
         return Err(EmailError::InvalidAddress);
     }
     a.parse::<lettre::Address>().map_err(|_| EmailError::InvalidAddress)?;
