@@ -109,6 +109,10 @@ impl Smtp {
     }
 
     fn restart(&mut self, reject: &[&str]) {
+        self.restart_with(reject, 0.0)
+    }
+
+    fn restart_with(&mut self, reject: &[&str], delay_secs: f64) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -116,6 +120,8 @@ impl Smtp {
             .arg(self.dir.path())
             .arg("--reject")
             .arg(reject.join(","))
+            .arg("--delay")
+            .arg(delay_secs.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -516,6 +522,23 @@ async fn smtp_down_loses_nothing_and_delivers_once_when_it_returns() {
     smtp.restart(&[]);
     wait_row(&app, "second@example.com", "sent", |r| r.status == status::SENT).await;
     assert_eq!(smtp.messages().iter().filter(|m| m.rcpt_tos == ["second@example.com"]).count(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_server_within_the_timeout_gets_each_email_once() {
+    require_smtp!();
+    let mut smtp = Smtp { child: None, dir: tempfile::tempdir().unwrap(), port: free_port() };
+    smtp.restart_with(&[], 1.0);
+    let app = spawn_smtp(&smtp, &[("CIFIX_SMTP_TIMEOUT_SECS", "5")]).await;
+    app.register("slow1@example.com").await;
+    app.register("slow2@example.com").await;
+    smtp.wait_for(2).await;
+    for a in ["slow1@example.com", "slow2@example.com"] {
+        let r = wait_row(&app, a, "sent", |r| r.status == status::SENT).await;
+        assert_eq!(r.attempts, 1);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.messages().len(), 2);
 }
 
 #[tokio::test]
