@@ -850,3 +850,53 @@ async fn throughput_report() {
         n as f64 / secs
     );
 }
+
+/// `cifix worker` as its own process delivers what the API queued, logs one line per `.eml`
+/// without the link's token, and stops on SIGTERM.
+#[tokio::test]
+async fn the_worker_command_delivers_queued_mail_and_stops_on_sigterm() {
+    let app = TestApp::spawn_with(|env| {
+        fast(env);
+        env.insert("CIFIX_EMAIL_WORKER".into(), "false".into());
+    })
+    .await;
+    app.register("apart@example.com").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(row_to(&app, "apart@example.com").await.status, status::QUEUED, "no worker in the API");
+
+    let log_path = app.dir.path().join("worker.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cifix"))
+        .arg("worker")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&app.env)
+        .current_dir(app.dir.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let r = wait_row(&app, "apart@example.com", "sent by the worker process", |r| r.status == status::SENT).await;
+    let file = app.dir.path().join("outbox").join(format!("{}.eml", r.id));
+    let data = std::fs::read_to_string(&file).unwrap().replace("=\r\n", "").replace("=3D", "=");
+    let at = data.find("verify-email?token=").unwrap() + "verify-email?token=".len();
+    let token: String =
+        data[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    assert!(token.len() >= 40);
+
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("worker did not stop on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains(&file.display().to_string()), "one line names the file: {log}");
+    assert!(!log.contains(&token), "the token never reaches the log");
+}
