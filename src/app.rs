@@ -13,6 +13,7 @@ use crate::{
     auth::{AuthService, password::Hasher, tokens::TokenKeys},
     catalog::CatalogService,
     config::Config,
+    email::{EmailService, transport::Transport, worker::Worker},
     http,
     infra::{cache::Generation, db::Db, ratelimit::RateLimiter, realtime::EventBus, redis::Redis},
     progress::ProgressService,
@@ -27,6 +28,7 @@ pub struct Inner {
     pub catalog: CatalogService,
     pub progress: ProgressService,
     pub assessments: AssessmentService,
+    pub email: EmailService,
     pub limiter: RateLimiter,
     pub events: EventBus,
     pub redis: Option<Arc<Redis>>,
@@ -104,12 +106,14 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         Some(r) => RateLimiter::redis(r.clone()),
         None => RateLimiter::local(),
     };
+    let email = EmailService::new(&config, db.clone(), &secret);
     let auth = AuthService {
         db: db.clone(),
         hasher,
         keys,
         refresh_ttl: config.refresh_token_ttl,
         max_failed_logins_per_hour: config.max_failed_logins_per_hour,
+        email: email.clone(),
     };
     let admin = AdminService { db: db.clone() };
     // Rules are loaded once at start: a bad file stops the process with its path and the error.
@@ -135,6 +139,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         ),
         progress: ProgressService { db: db.clone(), learning_rules: rules },
         assessments,
+        email,
         admin,
         db,
         auth,
@@ -143,6 +148,20 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         redis,
         metrics: telemetry::metrics_handle(),
     })))
+}
+
+/// Runs an outbox worker until `shutdown` resolves (`cifix worker`).
+pub async fn run_worker(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    Worker::new(&state.email, Transport::from_config(&state.config)?).run(rx).await;
+    Ok(())
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most the configured
@@ -166,8 +185,14 @@ pub async fn serve(
             }
         })
     };
-    let app = http::router(state);
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let email_worker = if state.config.email.worker_in_serve {
+        let worker = Worker::new(&state.email, Transport::from_config(&state.config)?);
+        Some(tokio::spawn(worker.run(rx.clone())))
+    } else {
+        None
+    };
+    let app = http::router(state);
     tokio::spawn(async move {
         shutdown.await;
         let _ = tx.send(true);
@@ -188,6 +213,13 @@ pub async fn serve(
         _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; closing remaining connections"),
     }
     housekeeping.abort();
+    if let Some(w) = email_worker {
+        // The worker stops between passes; a send in flight gets a moment to finish, and if
+        // it cannot, its lease expires and another worker delivers the email.
+        if tokio::time::timeout(Duration::from_secs(5), w).await.is_err() {
+            tracing::warn!("email worker still busy at shutdown; its claimed emails will be retried after the lease");
+        }
+    }
     Ok(())
 }
 

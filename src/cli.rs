@@ -33,6 +33,9 @@ pub enum Command {
         #[arg(long, value_parser = ["student", "instructor", "admin"])]
         role: String,
     },
+    /// Deliver queued email (the outbox) until stopped; for deployments that run workers apart
+    /// from the API (then set CIFIX_EMAIL_WORKER=false on the API instances).
+    Worker,
     /// Print the OpenAPI document.
     Openapi,
     /// Load a small demo catalog (courses, a demo instructor and students). Runs migrations
@@ -58,6 +61,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(addr = %listener.local_addr()?, "cifix listening");
             app::serve(state, listener, app::shutdown_signal()).await
         }
+        Command::Worker => {
+            let state = app::build(config).await?;
+            app::run_worker(state, app::shutdown_signal()).await
+        }
         Command::Migrate => {
             let db = app::connect_db(&config).await?;
             db.migrate().await.context("running migrations")?;
@@ -72,6 +79,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             let db = app::connect_db(&config).await?;
             db.migrate().await.context("running migrations")?;
+            // No mail is sent from here (operators create verified-by-hand accounts), so the
+            // unsubscribe key is irrelevant.
+            let mailer = crate::email::EmailService::new(&config, db.clone(), &[0u8; 32]);
             // Only the hasher and the database are needed; the token keys are never used here.
             let service = AuthService {
                 db,
@@ -79,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 keys: TokenKeys::new(&[0u8; 32], &[], "", "", config.access_token_ttl),
                 refresh_ttl: config.refresh_token_ttl,
                 max_failed_logins_per_hour: config.max_failed_logins_per_hour,
+                email: mailer,
             };
             match service.create_user(&email, password, role).await {
                 Ok(u) => {

@@ -1,7 +1,7 @@
 //! CIFIX LEARN backend.
 //!
 //! Layout: `http/` is the thin axum edge (routing, extractors, middleware, OpenAPI);
-//! `auth/`, `audit/`, `catalog/` and `progress/` hold domain logic that knows nothing of axum; `infra/` holds the
+//! `auth/`, `audit/`, `catalog/`, `progress/` and `email/` hold domain logic that knows nothing of axum; `infra/` holds the
 //! swappable infrastructure (database, Redis, rate limiting); `entities/` and `migration/`
 //! are the one schema definition shared by PostgreSQL and SQLite.
 
@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod email;
 pub mod entities;
 pub mod http;
 pub mod idempotency;

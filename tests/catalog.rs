@@ -393,6 +393,11 @@ async fn seed_demo_loads_a_living_catalog_once() {
         keys: TokenKeys::new(&[0u8; 32], &[], "", "", Duration::from_secs(60)),
         refresh_ttl: Duration::from_secs(60),
         max_failed_logins_per_hour: 100,
+        email: cifix::email::EmailService::new(
+            &cifix::config::Config::from_lookup(|k| app.env.get(k).cloned()).unwrap(),
+            app.db.clone(),
+            &[0u8; 32],
+        ),
     };
     let catalog = CatalogService::new(app.db.clone(), cifix::infra::cache::Generation::local());
     let progress = ProgressService {

@@ -21,7 +21,8 @@ use super::{
 use crate::{
     audit::{self, Event},
     context::{Principal, RequestContext, Role},
-    entities::{refresh_token, session, user},
+    email::{EmailError, EmailService, Outgoing, Template},
+    entities::{email_token, refresh_token, session, user},
     infra::db::{Db, is_unique_violation},
     pagination::{Page, PageRequest},
 };
@@ -44,6 +45,8 @@ pub enum AuthError {
     NotFound,
     #[error("password hashing is saturated")]
     Busy,
+    #[error("the token is invalid, expired or already used")]
+    InvalidEmailToken,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -51,6 +54,15 @@ pub enum AuthError {
 impl From<DbErr> for AuthError {
     fn from(e: DbErr) -> Self {
         AuthError::Internal(e.to_string())
+    }
+}
+
+impl From<EmailError> for AuthError {
+    fn from(e: EmailError) -> Self {
+        match e {
+            EmailError::InvalidAddress => invalid("email", "must be a valid email address"),
+            other => AuthError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -119,7 +131,15 @@ pub struct AuthService {
     pub keys: TokenKeys,
     pub refresh_ttl: Duration,
     pub max_failed_logins_per_hour: u32,
+    pub email: EmailService,
 }
+
+/// Verification links live long enough for a weekend; reset links briefly, since whoever holds
+/// one can take over the account.
+const VERIFY_TTL: chrono::Duration = chrono::Duration::hours(48);
+const RESET_TTL: chrono::Duration = chrono::Duration::minutes(30);
+const PURPOSE_VERIFY: &str = "verify";
+const PURPOSE_RESET: &str = "reset";
 
 /// Emails are compared case-insensitively; we store them trimmed and lower-cased.
 pub fn normalize_email(email: &str) -> Result<String, AuthError> {
@@ -253,8 +273,11 @@ impl AuthService {
         let txn = self.db.begin_write().await?;
         let user = self.insert_user(&*txn, &email, &display_name, hash, Role::Student).await?;
         let pair = self.start_session(&*txn, ctx, &user).await?;
+        // Same transaction as the user row: the account and its welcome mail exist together.
+        self.enqueue_verification(&*txn, &user).await?;
         audit::record(&*txn, ctx, Event::new("auth.register", Some(user.id)).target("user", user.id)).await?;
         txn.commit().await?;
+        self.email.notify_committed();
         Ok(pair)
     }
 
@@ -314,9 +337,21 @@ impl AuthService {
                         .exec(&*txn)
                         .await?;
                 }
+                let new_device = self.is_new_device(&*txn, ctx, u.id).await?;
                 let pair = self.start_session(&*txn, ctx, &u).await?;
+                if new_device {
+                    let vars = json!({
+                        "at": Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+                        "ip": ctx.ip.clone().unwrap_or_else(|| "unknown".into()),
+                        "user_agent": ctx.user_agent.as_deref().map(|a| a.chars().take(200).collect::<String>()).unwrap_or_else(|| "unknown".into()),
+                    });
+                    self.email.enqueue_for_user(&*txn, u.id, Template::NewSignIn, vars).await?;
+                }
                 audit::record(&*txn, ctx, Event::new("auth.login", Some(u.id)).target("user", u.id)).await?;
                 txn.commit().await?;
+                if new_device {
+                    self.email.notify_committed();
+                }
                 Ok(pair)
             }
             Some(u) => {
@@ -345,6 +380,233 @@ impl AuthService {
                 Err(AuthError::InvalidCredentials)
             }
         }
+    }
+
+    /// A device is "new" when the user has signed in before but never with this user agent.
+    /// The first session (at registration) is not news.
+    async fn is_new_device<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        ctx: &RequestContext,
+        user_id: Uuid,
+    ) -> Result<bool, AuthError> {
+        let recent = session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .order_by_desc(session::Column::Id)
+            .limit(100)
+            .all(db)
+            .await?;
+        Ok(!recent.is_empty() && !recent.iter().any(|s| s.user_agent == ctx.user_agent))
+    }
+
+    // ----- email verification and password reset ---------------------------------------------
+
+    /// A new single-use token; only its hash is stored.
+    async fn issue_email_token<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: Uuid,
+        purpose: &str,
+        ttl: chrono::Duration,
+    ) -> Result<String, AuthError> {
+        let token = tokens::new_refresh_token();
+        let now = Utc::now();
+        email_token::ActiveModel {
+            token_hash: Set(tokens::hash_refresh_token(&token)),
+            user_id: Set(user_id),
+            purpose: Set(purpose.to_string()),
+            expires_at: Set(now + ttl),
+            used_at: Set(None),
+            created_at: Set(now),
+        }
+        .insert(db)
+        .await?;
+        Ok(token)
+    }
+
+    async fn enqueue_verification<C: ConnectionTrait>(&self, db: &C, u: &user::Model) -> Result<(), AuthError> {
+        let token = self.issue_email_token(db, u.id, PURPOSE_VERIFY, VERIFY_TTL).await?;
+        let vars = json!({
+            "verify_url": self.email.link(&format!("/verify-email?token={token}")),
+            "expires_hours": VERIFY_TTL.num_hours(),
+        });
+        self.email
+            .enqueue(
+                db,
+                Outgoing {
+                    to: &u.email,
+                    to_name: Some(&u.display_name),
+                    user_id: Some(u.id),
+                    template: Template::VerifyEmail,
+                    vars,
+                    dedup_key: None,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Spends a token of `purpose` (compare-and-set, so two concurrent uses cannot both win)
+    /// and returns its user. Unknown, expired and spent tokens all look the same.
+    async fn spend_email_token<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        token: &str,
+        purpose: &str,
+    ) -> Result<Uuid, AuthError> {
+        if token.is_empty() || token.len() > 200 {
+            return Err(AuthError::InvalidEmailToken);
+        }
+        let hash = tokens::hash_refresh_token(token);
+        let now = Utc::now();
+        let spent = email_token::Entity::update_many()
+            .col_expr(email_token::Column::UsedAt, Expr::value(Some(now)))
+            .filter(email_token::Column::TokenHash.eq(&hash))
+            .filter(email_token::Column::Purpose.eq(purpose))
+            .filter(email_token::Column::UsedAt.is_null())
+            .filter(email_token::Column::ExpiresAt.gt(now))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if spent != 1 {
+            return Err(AuthError::InvalidEmailToken);
+        }
+        let row = email_token::Entity::find_by_id(hash).one(db).await?.ok_or(AuthError::InvalidEmailToken)?;
+        Ok(row.user_id)
+    }
+
+    pub async fn verify_email(&self, ctx: &RequestContext, token: &str) -> Result<(), AuthError> {
+        let txn = self.db.begin_write().await?;
+        let user_id = self.spend_email_token(&*txn, token, PURPOSE_VERIFY).await?;
+        user::Entity::update_many()
+            .col_expr(user::Column::EmailVerified, Expr::value(true))
+            .col_expr(user::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&*txn)
+            .await?;
+        audit::record(&*txn, ctx, Event::new("auth.email_verified", Some(user_id)).target("user", user_id)).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Sends a fresh verification link; nothing to do (still 202) when already verified.
+    pub async fn resend_verification(&self, ctx: &RequestContext, p: &Principal) -> Result<(), AuthError> {
+        let txn = self.db.begin_write().await?;
+        let u = user::Entity::find_by_id(p.user_id).one(&*txn).await?.ok_or(AuthError::NotFound)?;
+        if u.email_verified {
+            return Ok(());
+        }
+        self.enqueue_verification(&*txn, &u).await?;
+        audit::record(&*txn, ctx, Event::new("auth.verification_resent", Some(u.id)).target("user", u.id)).await?;
+        txn.commit().await?;
+        self.email.notify_committed();
+        Ok(())
+    }
+
+    /// Always succeeds for a well-formed address. Both branches read the user, render the
+    /// message, check the suppression list and write an audit row in a write transaction, so
+    /// neither the answer nor its timing tells whether the account exists.
+    pub async fn forgot_password(&self, ctx: &RequestContext, email: &str) -> Result<(), AuthError> {
+        let email = normalize_email(email)?;
+        let txn = self.db.begin_write().await?;
+        let found = user::Entity::find().filter(user::Column::Email.eq(&email)).one(&*txn).await?;
+        match found {
+            Some(u) if u.is_active => {
+                let token = self.issue_email_token(&*txn, u.id, PURPOSE_RESET, RESET_TTL).await?;
+                let vars = json!({
+                    "reset_url": self.email.link(&format!("/reset-password?token={token}")),
+                    "expires_minutes": RESET_TTL.num_minutes(),
+                });
+                self.email
+                    .enqueue(
+                        &*txn,
+                        Outgoing {
+                            to: &u.email,
+                            to_name: Some(&u.display_name),
+                            user_id: Some(u.id),
+                            template: Template::PasswordReset,
+                            vars,
+                            dedup_key: None,
+                        },
+                    )
+                    .await?;
+                audit::record(&*txn, ctx, Event::new("auth.password_reset_requested", None).target("user", u.id))
+                    .await?;
+            }
+            _ => {
+                // The same work minus the writes that would create a token and a message.
+                let token = tokens::new_refresh_token();
+                let _ = self.email.render(
+                    Template::PasswordReset,
+                    &json!({"reset_url": token, "expires_minutes": RESET_TTL.num_minutes()}),
+                    Some(&email),
+                    None,
+                )?;
+                let _ = crate::entities::email_suppression::Entity::find_by_id(email.clone()).one(&*txn).await?;
+                // The address itself is not recorded: it is not an account.
+                audit::record(
+                    &*txn,
+                    ctx,
+                    Event::new("auth.password_reset_requested", None).details(json!({"reason": "unknown_or_inactive"})),
+                )
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        self.email.notify_committed();
+        Ok(())
+    }
+
+    /// Sets a new password from a reset token: the token is spent, every other reset token of
+    /// the user too, every session ends, and the mailbox is proven, so the email counts as
+    /// verified.
+    pub async fn reset_password(&self, ctx: &RequestContext, token: &str, new_password: &str) -> Result<(), AuthError> {
+        if token.is_empty() || token.len() > 200 {
+            return Err(AuthError::InvalidEmailToken);
+        }
+        // Read first (without spending) so a weak password is a 422 that leaves the link usable.
+        let hash = tokens::hash_refresh_token(token);
+        let row = email_token::Entity::find_by_id(hash).one(&self.db.conn).await?;
+        let row = row
+            .filter(|r| r.purpose == PURPOSE_RESET && r.used_at.is_none() && r.expires_at > Utc::now())
+            .ok_or(AuthError::InvalidEmailToken)?;
+        let u = user::Entity::find_by_id(row.user_id).one(&self.db.conn).await?.ok_or(AuthError::InvalidEmailToken)?;
+        if !u.is_active {
+            return Err(AuthError::InvalidEmailToken);
+        }
+        check_password("new_password", new_password, &u.email)?;
+        let pw_hash = self.hasher.hash(new_password).await?;
+
+        let txn = self.db.begin_write().await?;
+        let user_id = self.spend_email_token(&*txn, token, PURPOSE_RESET).await?;
+        let now = Utc::now();
+        email_token::Entity::update_many()
+            .col_expr(email_token::Column::UsedAt, Expr::value(Some(now)))
+            .filter(email_token::Column::UserId.eq(user_id))
+            .filter(email_token::Column::Purpose.eq(PURPOSE_RESET))
+            .filter(email_token::Column::UsedAt.is_null())
+            .exec(&*txn)
+            .await?;
+        user::Entity::update_many()
+            .col_expr(user::Column::PasswordHash, Expr::value(pw_hash))
+            .col_expr(user::Column::EmailVerified, Expr::value(true))
+            .col_expr(user::Column::FailedLoginCount, Expr::value(0))
+            .col_expr(user::Column::FailedLoginWindowStart, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(user_id))
+            .exec(&*txn)
+            .await?;
+        let ended = self.revoke_where(&*txn, session::Column::UserId.eq(user_id), "password_reset").await?;
+        audit::record(
+            &*txn,
+            ctx,
+            Event::new("auth.password_reset", Some(user_id))
+                .target("user", user_id)
+                .details(json!({"sessions_ended": ended})),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     fn lockout_remaining(&self, u: &user::Model) -> Option<u64> {

@@ -18,11 +18,53 @@ use crate::{
     admin::{AdminError, AdminUserView, AuditEntryView, AuditFilter},
     app::AppState,
     context::Role,
+    email::EmailView,
     pagination::{Page, PageRequest},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_users)).routes(routes!(update_user)).routes(routes!(audit_log))
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(update_user))
+        .routes(routes!(audit_log))
+        .routes(routes!(list_emails))
+        .routes(routes!(retry_email))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EmailQuery {
+    /// queued, sending, sent, failed or suppressed.
+    pub status: Option<String>,
+    pub limit: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+/// The email outbox, newest first.
+#[utoipa::path(get, path = "/admin/emails", tag = "admin", security(("bearer" = [])), params(EmailQuery),
+    responses((status = 200, body = Page<EmailView>), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn list_emails(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<EmailQuery>,
+) -> ApiResult<Json<Page<EmailView>>> {
+    auth.require(&[Role::Admin])?;
+    let page = page(q.limit, q.cursor.as_deref())?;
+    Ok(Json(s.email.list(q.status.as_deref(), page).await?))
+}
+
+/// Queue a failed email again with a fresh attempt budget.
+#[utoipa::path(post, path = "/admin/emails/{id}/retry", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = EmailView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn retry_email(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EmailView>> {
+    let admin = auth.require(&[Role::Admin])?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    Ok(Json(s.email.retry(&ctx, admin, id).await?))
 }
 
 impl From<AdminError> for ApiError {

@@ -19,6 +19,90 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(logout_all))
+        .routes(routes!(verify_email))
+        .routes(routes!(resend_verification))
+        .routes(routes!(forgot_password))
+        .routes(routes!(reset_password))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token from the emailed link.
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    pub token: String,
+    /// Same rules as at registration.
+    pub new_password: String,
+}
+
+/// Confirm the email address with the token from the verification email (single use, 48 hours).
+#[utoipa::path(post, path = "/auth/email/verify", tag = "auth", request_body = TokenRequest,
+    responses((status = 204), (status = 400, body = Problem), (status = 429, body = Problem)))]
+async fn verify_email(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<TokenRequest>,
+) -> ApiResult<StatusCode> {
+    s.auth.verify_email(&ctx, &b.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Send a new verification email (nothing is sent when the address is already verified).
+#[utoipa::path(post, path = "/auth/email/resend", tag = "auth", security(("bearer" = [])),
+    responses((status = 202), (status = 401, body = Problem), (status = 429, body = Problem)))]
+async fn resend_verification(State(s): State<AppState>, Ctx(ctx): Ctx, auth: Auth) -> ApiResult<StatusCode> {
+    // Per user, so a signed-in client cannot turn us into a mail cannon.
+    let d = s.limiter.check(&Rule::per_minute("verify-resend", 2), &auth.0.user_id.to_string()).await;
+    if !d.allowed {
+        return Err(ApiError::too_many(d.retry_after_secs, "a verification email was sent moments ago"));
+    }
+    s.auth.resend_verification(&ctx, &auth.0).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Ask for a password-reset email. Always 202 with an empty body, whether or not an account
+/// has this address.
+#[utoipa::path(post, path = "/auth/password/forgot", tag = "auth", request_body = ForgotRequest,
+    responses((status = 202), (status = 422, body = Problem), (status = 429, body = Problem)))]
+async fn forgot_password(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<ForgotRequest>,
+) -> ApiResult<StatusCode> {
+    // Besides the strict per-IP limit: at most a few reset mails per address per minute, from
+    // any number of IPs. Over it, the answer is the same 202 (no oracle), but nothing is sent.
+    let account = hex::encode(&Sha256::digest(b.email.trim().to_lowercase().as_bytes())[..16]);
+    let d = s.limiter.check(&Rule::per_minute("forgot-account", 3), &account).await;
+    if d.allowed {
+        s.auth.forgot_password(&ctx, &b.email).await?;
+    } else {
+        crate::auth::service::normalize_email(&b.email)?;
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Set a new password with the token from the reset email (single use, 30 minutes). Every
+/// session of the account ends.
+#[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 204), (status = 400, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+async fn reset_password(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<ResetRequest>,
+) -> ApiResult<StatusCode> {
+    s.auth.reset_password(&ctx, &b.token, &b.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

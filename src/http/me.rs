@@ -5,7 +5,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -17,6 +17,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::{UserView, service::SessionView},
+    email::{EmailPreferences, EmailPreferencesPatch},
     pagination::Page,
 };
 
@@ -26,6 +27,40 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
+        .routes(routes!(get_preferences, put_preferences))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationPreferences {
+    pub email: EmailPreferences,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationPreferencesUpdate {
+    /// Categories left out keep their value. Account-security email (verification, password
+    /// reset) is not a category: it cannot be switched off.
+    pub email: EmailPreferencesPatch,
+}
+
+/// The user's email choices.
+#[utoipa::path(get, path = "/me/notification-preferences", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = NotificationPreferences), (status = 401, body = Problem)))]
+async fn get_preferences(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<NotificationPreferences>> {
+    Ok(Json(NotificationPreferences { email: s.email.preferences(&auth.0).await? }))
+}
+
+/// Change the user's email choices.
+#[utoipa::path(put, path = "/me/notification-preferences", tag = "account", security(("bearer" = [])),
+    request_body = NotificationPreferencesUpdate,
+    responses((status = 200, body = NotificationPreferences), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn put_preferences(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    ApiJson(b): ApiJson<NotificationPreferencesUpdate>,
+) -> ApiResult<Json<NotificationPreferences>> {
+    Ok(Json(NotificationPreferences { email: s.email.update_preferences(&ctx, &auth.0, b.email).await? }))
 }
 
 #[derive(Deserialize, ToSchema)]

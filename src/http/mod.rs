@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assessments;
 pub mod auth;
 pub mod catalog;
+pub mod email;
 pub mod extract;
 pub mod machine;
 pub mod me;
@@ -34,7 +35,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "assessments"), (name = "integrations"), (name = "admin"), (name = "operations"))
+    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "assessments"), (name = "integrations"), (name = "admin"), (name = "email"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -57,7 +58,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(catalog::router())
         .merge(progress::router())
         .merge(assessments::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .merge(email::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))

@@ -7,7 +7,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::auth::AuthError;
+use crate::{auth::AuthError, email::EmailError};
 
 tokio::task_local! {
     /// The current request's id, so that an error built deep in a handler can carry it.
@@ -134,7 +134,27 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated => ApiError::unauthorized(),
             AuthError::NotFound => ApiError::not_found(),
             AuthError::Busy => ApiError::unavailable(1, "the server is busy; retry shortly"),
+            AuthError::InvalidEmailToken => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-token", "the link is invalid, expired or already used")
+            }
             AuthError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<EmailError> for ApiError {
+    fn from(e: EmailError) -> Self {
+        match e {
+            EmailError::InvalidAddress => ApiError::field("email", "must be a valid email address"),
+            EmailError::Validation(f, m) => ApiError::field(f, m),
+            EmailError::NotFound => ApiError::not_found(),
+            EmailError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            EmailError::InvalidToken => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-token", "the link is invalid or no longer valid")
+            }
+            EmailError::Unauthorized => ApiError::unauthorized(),
+            EmailError::Template(e) => ApiError::internal(e),
+            EmailError::Db(e) => ApiError::internal(e),
         }
     }
 }
