@@ -123,6 +123,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     });
     let assessments = AssessmentService {
         db: db.clone(),
+        email: email.clone(),
         rules: rules.clone(),
         tool_url: config.assessment_tool_url.clone(),
         launch_ttl: config.assessment_launch_ttl,

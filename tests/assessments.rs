@@ -531,6 +531,12 @@ async fn results_build_an_explained_learning_path_that_follows_progress() {
 
     let a = start(&app, &s.student).await;
     expect(deliver(&app, &s.client, &results(a["id"].as_str().unwrap(), "lp")).await, StatusCode::CREATED).await;
+    // The follow-up email was queued with the results, once.
+    let sql = format!(
+        "SELECT COUNT(*) FROM email_outbox WHERE template = 'assessment_results' AND to_address = '{}'",
+        s.student.email
+    );
+    assert_eq!(app.count(&sql).await, 1);
     let lp = get_json(&app, "/me/learning-path", &s.student).await;
     assert_eq!(lp["based_on_assessment_id"], a["id"]);
     let steps = lp["steps"].as_array().unwrap();

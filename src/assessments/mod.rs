@@ -320,6 +320,8 @@ pub struct SignedRequest<'a> {
 
 pub struct AssessmentService {
     pub db: Db,
+    /// Results are also announced by email, queued in the same transaction.
+    pub email: crate::email::EmailService,
     pub rules: Arc<LearningRules>,
     pub tool_url: String,
     pub launch_ttl: Duration,
@@ -671,6 +673,7 @@ impl AssessmentService {
         match self.apply_results(&txn, ctx, client_id, input, &hash, raw, now).await {
             Ok(d) => {
                 txn.commit().await?;
+                self.email.notify_committed();
                 Ok(d)
             }
             Err(e) => {
@@ -837,6 +840,17 @@ impl AssessmentService {
             json!({"assessment_id": a.id, "steps": path.steps.len()}),
         )
         .await?;
+        // The results email, once per assessment; the student may have switched it off.
+        self.email
+            .enqueue_for_user_once(
+                txn,
+                a.user_id,
+                crate::email::Template::AssessmentResults,
+                json!({"overall_score": score, "path_url": self.email.link("/learning-path")}),
+                Some(format!("assessment-results:{}", a.id)),
+            )
+            .await
+            .map_err(|e| AssessError::Internal(e.to_string()))?;
         let mut ev = delivery_event("assessment.complete", client_id, &a, &input.external_id);
         ev.details["overall_score"] = json!(input.overall_score);
         ev.details["skills"] = json!(input.skills.len());
