@@ -1,14 +1,17 @@
 //! The HTTP edge: routing, guards and OpenAPI. Handlers stay thin and call domain services.
 
+pub mod achievements;
 pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod extract;
 pub mod me;
 pub mod middleware;
+pub mod notifications;
 pub mod ops;
 pub mod problem;
 pub mod progress;
+pub mod realtime;
 
 use std::time::Duration;
 
@@ -32,7 +35,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "admin"), (name = "operations"))
+    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "achievements"), (name = "notifications"), (name = "realtime"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -54,7 +57,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(me::router())
         .merge(catalog::router())
         .merge(progress::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .merge(notifications::router())
+        .merge(achievements::router())
+        .merge(realtime::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))

@@ -127,7 +127,8 @@ pub struct Dashboard {
     pub enrollments_progress: Vec<CourseProgress>,
     /// Filled in once learning paths exist.
     pub learning_path: Option<serde_json::Value>,
-    pub recent_achievements: Vec<serde_json::Value>,
+    /// The five most recent awards.
+    pub recent_achievements: Vec<crate::achievements::AwardView>,
     pub unread_notifications: u64,
     /// Consecutive days with progress, up to today (or yesterday, if not yet today).
     pub streak_days: u32,
@@ -150,12 +151,15 @@ async fn dashboard(
     let first = PageRequest { limit: 100, after: None };
     let enrollments_progress = s.progress.course_progress(p.user_id, None, first).await?.items;
     let streak_days = s.progress.streak_days(p.user_id, offset).await?;
+    let recent_achievements = crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal)?;
+    let unread_notifications =
+        crate::notifications::unread_count(&s.db, p.user_id).await.map_err(ApiError::internal)?;
     Ok(Json(Dashboard {
         user,
         enrollments_progress,
         learning_path: None,
-        recent_achievements: vec![],
-        unread_notifications: 0,
+        recent_achievements,
+        unread_notifications,
         streak_days,
     }))
 }

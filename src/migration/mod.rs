@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_foundation;
 mod m0002_catalog;
 mod m0003_notifications;
+mod m0005_achievements;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_catalog::Migration),
             Box::new(m0003_notifications::Migration),
+            Box::new(m0005_achievements::Migration),
         ]
     }
 }
