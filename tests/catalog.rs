@@ -395,7 +395,7 @@ async fn seed_demo_loads_a_living_catalog_once() {
         max_failed_logins_per_hour: 100,
     };
     let catalog = CatalogService { db: app.db.clone() };
-    let progress = ProgressService { db: app.db.clone() };
+    let progress = ProgressService { db: app.db.clone(), events: Default::default() };
     let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
     let password = report.password.expect("first run seeds");
 

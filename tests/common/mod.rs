@@ -78,6 +78,19 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut env = base_env(&dir).await;
         customize(&mut env);
+        Self::spawn_env(dir, env).await
+    }
+
+    /// A second instance on the same database and Redis prefix (a second `cifix serve` behind
+    /// the same load balancer). Only meaningful on PostgreSQL + Redis.
+    pub async fn spawn_peer(&self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = self.env.clone();
+        env.insert("CIFIX_DATA_DIR".into(), dir.path().display().to_string());
+        Self::spawn_env(dir, env).await
+    }
+
+    async fn spawn_env(dir: TempDir, env: HashMap<String, String>) -> TestApp {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
         let state = app::build(config).await.expect("app builds");
         let db = state.db.clone();
