@@ -318,9 +318,10 @@ async fn an_event_on_one_instance_reaches_clients_on_another() {
     let mut via_a_ticket = connect(&b, &t, &[]).await.expect("a ticket from A opens on B");
 
     complete(&a, &w, 0).await;
+    // In publish order: the progress first, then what it earned.
+    expect_event(&mut socket, "progress.updated").await;
     let e = expect_event(&mut socket, "achievement.awarded").await;
     assert_eq!(e["data"]["data"]["code"], "first_lesson");
-    expect_event(&mut socket, "progress.updated").await;
     expect_event(&mut via_a_ticket, "achievement.awarded").await;
     let got = sse.collect("achievement.awarded", 1).await;
     assert_eq!(got.iter().find(|e| e.data["type"] == "achievement.awarded").unwrap().data["id"], e["id"]);

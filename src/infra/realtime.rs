@@ -33,8 +33,9 @@ use super::redis::Redis;
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RealtimeEvent {
     pub id: Uuid,
-    /// Who may see it. Delivery checks this before sending anything.
-    #[serde(skip_serializing)]
+    /// Who may see it. Delivery checks this before sending anything. Not sent to clients; on
+    /// the Redis wire it travels beside the event (see [`BusMessage`]).
+    #[serde(skip_serializing, default)]
     pub user_id: Uuid,
     #[serde(rename = "type")]
     pub kind: String,
@@ -182,7 +183,10 @@ async fn run_subscriber(
                     };
                     let Some(m) = next else { break };
                     match serde_json::from_slice::<BusMessage>(m.get_payload_bytes()) {
-                        Ok(msg) => {
+                        Ok(mut msg) => {
+                            if let BusMessage::Event { user_id, event, .. } = &mut msg {
+                                event.user_id = *user_id;
+                            }
                             let _ = local.send(Arc::new(msg));
                         }
                         Err(e) => tracing::warn!(error = %e, "realtime: ignoring a malformed bus message"),
