@@ -356,3 +356,81 @@ impl Hub {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(user_id: Uuid) -> BusMessage {
+        BusMessage::Event {
+            user_id,
+            also_to: vec![],
+            event: RealtimeEvent {
+                id: Uuid::now_v7(),
+                user_id,
+                kind: "progress.updated".into(),
+                data: serde_json::Value::Null,
+                created_at: Utc::now(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_dropped_without_slowing_others() {
+        let hub = Hub::new(5, 4);
+        let (slow_user, other_user) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut slow = hub.register(slow_user).unwrap();
+        let mut other = hub.register(other_user).unwrap();
+        for _ in 0..5 {
+            hub.dispatch(&event(slow_user));
+            hub.dispatch(&event(other_user));
+            // The other client keeps up.
+            assert!(other.rx.try_recv().is_ok());
+        }
+        // The slow one got its queue's worth, then was let go.
+        let mut queued = 0;
+        while let Ok(Outgoing::Event(_)) = slow.rx.try_recv() {
+            queued += 1;
+        }
+        assert_eq!(queued, 4);
+        assert!(slow.rx.is_closed());
+        assert_eq!(slow.drop_reason(), Some(DropReason::Slow));
+        assert_eq!(hub.connection_count(), 1);
+        assert_eq!(other.drop_reason(), None);
+    }
+
+    #[test]
+    fn events_reach_only_their_audience_and_the_cap_holds() {
+        let hub = Hub::new(2, 8);
+        let (student, teacher, stranger) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut s = hub.register(student).unwrap();
+        let mut t = hub.register(teacher).unwrap();
+        let mut x = hub.register(stranger).unwrap();
+        let _s2 = hub.register(student).unwrap();
+        assert!(hub.register(student).is_err(), "per-user cap");
+        let mut msg = event(student);
+        if let BusMessage::Event { also_to, .. } = &mut msg {
+            also_to.push(teacher);
+        }
+        hub.dispatch(&msg);
+        assert!(s.rx.try_recv().is_ok());
+        assert!(t.rx.try_recv().is_ok());
+        assert!(x.rx.try_recv().is_err());
+        hub.dispatch(&BusMessage::Disconnect { user_id: student });
+        assert!(s.rx.try_recv().is_err() && s.rx.is_closed());
+        assert_eq!(s.drop_reason(), Some(DropReason::Revoked));
+        drop(_s2);
+        assert!(hub.register(student).is_ok(), "slots are freed");
+    }
+
+    #[test]
+    fn the_redis_wire_format_keeps_the_owner() {
+        let msg = event(Uuid::now_v7());
+        let wire = serde_json::to_string(&msg).unwrap();
+        let back: BusMessage = serde_json::from_str(&wire).unwrap();
+        match (msg, back) {
+            (BusMessage::Event { user_id: a, .. }, BusMessage::Event { user_id: b, .. }) => assert_eq!(a, b),
+            _ => panic!("wrong variant"),
+        }
+    }
+}
