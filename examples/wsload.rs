@@ -24,7 +24,7 @@ use futures::{StreamExt, stream};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 
 const PASSWORD: &str = "a long benchmark passphrase";
 
@@ -83,7 +83,10 @@ impl Ctx {
     {
         let t = self.post("/realtime/ticket", token, json!({})).await?;
         let url = format!("{}/ws?ticket={}", self.ws_base, t["ticket"].as_str().unwrap_or_default());
-        Ok(tokio_tungstenite::connect_async(url).await?.0)
+        // The client side uses small buffers too, so that the memory per connection measured
+        // below (both ends live in this process) is not dominated by the client's 128 KiB default.
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        Ok(tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?.0)
     }
 }
 
