@@ -6,6 +6,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rand::RngCore;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     admin::AdminService,
@@ -15,7 +16,13 @@ use crate::{
     config::Config,
     email::{EmailService, transport::Transport, worker::Worker},
     http,
-    infra::{cache::Generation, db::Db, ratelimit::RateLimiter, realtime::EventBus, redis::Redis},
+    infra::{
+        cache::Generation,
+        db::Db,
+        ratelimit::RateLimiter,
+        realtime::{EventBus, Hub},
+        redis::Redis,
+    },
     progress::ProgressService,
     telemetry,
 };
@@ -33,7 +40,20 @@ pub struct Inner {
     pub events: EventBus,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
+    /// This instance's live connections (WebSocket and SSE), fed by `events`.
+    pub hub: Arc<Hub>,
+    /// Cancelled by `serve` the moment shutdown begins: live connections close (WebSocket
+    /// 1001, SSE streams end) and background tasks stop. axum's graceful shutdown does not
+    /// see upgraded WebSocket connections, so they need their own signal.
+    pub shutdown: CancellationToken,
+    /// Tracks live-connection tasks so that `serve` can wait for their goodbyes.
+    pub live_tasks: TaskTracker,
 }
+
+/// Most live connections one user may hold on one instance (tabs, devices).
+pub const MAX_LIVE_CONNECTIONS_PER_USER: usize = 5;
+/// Events queued for one live connection before it counts as too slow and is dropped.
+pub const LIVE_QUEUE: usize = 64;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -115,7 +135,14 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         max_failed_logins_per_hour: config.max_failed_logins_per_hour,
         email: email.clone(),
     };
-    let admin = AdminService { db: db.clone() };
+    let shutdown = CancellationToken::new();
+    let events = match &redis {
+        Some(r) => EventBus::with_redis(r.clone(), shutdown.clone()),
+        None => EventBus::default(),
+    };
+    let hub = Hub::new(MAX_LIVE_CONNECTIONS_PER_USER, LIVE_QUEUE);
+    hub.spawn_dispatcher(&events, shutdown.clone());
+    let admin = AdminService { db: db.clone(), events: events.clone() };
     // Rules are loaded once at start: a bad file stops the process with its path and the error.
     let rules = Arc::new(match &config.learning_rules_path {
         Some(path) => LearningRules::load(path).map_err(|e| anyhow::anyhow!("CIFIX_LEARNING_RULES_PATH: {e}"))?,
@@ -138,16 +165,19 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
                 None => Generation::local(),
             },
         ),
-        progress: ProgressService { db: db.clone(), learning_rules: rules },
+        progress: ProgressService { db: db.clone(), learning_rules: rules, events: events.clone() },
         assessments,
         email,
         admin,
         db,
         auth,
         limiter,
-        events: EventBus::default(),
+        events,
         redis,
         metrics: telemetry::metrics_handle(),
+        hub,
+        shutdown,
+        live_tasks: TaskTracker::new(),
     })))
 }
 
@@ -186,6 +216,8 @@ pub async fn serve(
             }
         })
     };
+    let live_shutdown = state.shutdown.clone();
+    let live_tasks = state.live_tasks.clone();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let email_worker = if state.config.email.worker_in_serve {
         let worker = Worker::new(&state.email, Transport::from_config(&state.config)?);
@@ -196,7 +228,15 @@ pub async fn serve(
     let app = http::router(state);
     tokio::spawn(async move {
         shutdown.await;
+        live_shutdown.cancel();
         let _ = tx.send(true);
+    });
+    let drain_started = std::sync::Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
+    let drain_started_w = drain_started.clone();
+    let mut rx_started = rx.clone();
+    tokio::spawn(async move {
+        let _ = rx_started.wait_for(|v| *v).await;
+        let _ = drain_started_w.set(tokio::time::Instant::now());
     });
     let mut rx_deadline = rx.clone();
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
@@ -212,6 +252,13 @@ pub async fn serve(
     tokio::select! {
         r = server => r?,
         _ = deadline => tracing::warn!(grace_secs = grace.as_secs(), "drain deadline passed; closing remaining connections"),
+    }
+    // Live connections said goodbye when shutdown began; wait for them within what is left of
+    // the drain deadline.
+    live_tasks.close();
+    let left = drain_started.get().map(|t| grace.saturating_sub(t.elapsed())).unwrap_or(Duration::from_secs(1));
+    if tokio::time::timeout(left, live_tasks.wait()).await.is_err() {
+        tracing::warn!(open = live_tasks.len(), "live connections still open at the drain deadline");
     }
     housekeeping.abort();
     if let Some(w) = email_worker {

@@ -5,6 +5,7 @@
 //! swappable infrastructure (database, Redis, rate limiting); `entities/` and `migration/`
 //! are the one schema definition shared by PostgreSQL and SQLite.
 
+pub mod achievements;
 pub mod admin;
 pub mod app;
 pub mod assessments;

@@ -403,6 +403,7 @@ async fn seed_demo_loads_a_living_catalog_once() {
     let progress = ProgressService {
         db: app.db.clone(),
         learning_rules: std::sync::Arc::new(cifix::assessments::engine::LearningRules::bundled()),
+        events: Default::default(),
     };
     let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
     let password = report.password.expect("first run seeds");

@@ -84,6 +84,8 @@ fn like_contains(term: &str) -> LikeExpr {
 
 pub struct AdminService {
     pub db: Db,
+    /// To drop a user's live connections when their role or active flag changes.
+    pub events: crate::infra::realtime::EventBus,
 }
 
 impl AdminService {
@@ -166,6 +168,10 @@ impl AdminService {
         )
         .await?;
         txn.commit().await?;
+        // Live connections were authorised for the old role (and an instructor's feed includes
+        // their students): end them on every instance; the client reconnects with a fresh
+        // ticket, or cannot, if deactivated.
+        self.events.disconnect_user(id);
         Ok(updated.into())
     }
 

@@ -1,5 +1,6 @@
 //! SeaORM entities: the typed view of the tables created in `migration/`.
 
+pub mod achievement;
 pub mod activity_hour;
 pub mod assessment;
 pub mod audit_log;
@@ -18,7 +19,9 @@ pub mod module;
 pub mod notification;
 pub mod notification_preference;
 pub mod progress_event;
+pub mod realtime_ticket;
 pub mod refresh_token;
 pub mod session;
 pub mod skill_level;
 pub mod user;
+pub mod user_achievement;

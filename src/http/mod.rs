@@ -1,5 +1,6 @@
 //! The HTTP edge: routing, guards and OpenAPI. Handlers stay thin and call domain services.
 
+pub mod achievements;
 pub mod admin;
 pub mod assessments;
 pub mod auth;
@@ -9,9 +10,11 @@ pub mod extract;
 pub mod machine;
 pub mod me;
 pub mod middleware;
+pub mod notifications;
 pub mod ops;
 pub mod problem;
 pub mod progress;
+pub mod realtime;
 
 use std::time::Duration;
 
@@ -35,7 +38,7 @@ use crate::app::AppState;
 #[openapi(
     info(title = "CIFIX LEARN API", description = "The HTTP contract of the CIFIX LEARN backend."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "assessments"), (name = "integrations"), (name = "admin"), (name = "email"), (name = "operations"))
+    tags((name = "auth"), (name = "account"), (name = "catalog"), (name = "progress"), (name = "assessments"), (name = "integrations"), (name = "achievements"), (name = "notifications"), (name = "realtime"), (name = "admin"), (name = "email"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -59,7 +62,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(progress::router())
         .merge(assessments::router())
         .merge(admin::router())
-        .merge(email::router());
+        .merge(email::router())
+        .merge(notifications::router())
+        .merge(achievements::router())
+        .merge(realtime::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))

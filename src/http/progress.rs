@@ -127,7 +127,8 @@ pub struct Dashboard {
     pub enrollments_progress: Vec<CourseProgress>,
     /// The latest learning path (as `GET /me/learning-path`); null before the first assessment.
     pub learning_path: Option<serde_json::Value>,
-    pub recent_achievements: Vec<serde_json::Value>,
+    /// The five most recent awards.
+    pub recent_achievements: Vec<crate::achievements::AwardView>,
     pub unread_notifications: u64,
     /// Consecutive days with progress, up to today (or yesterday, if not yet today).
     pub streak_days: u32,
@@ -153,12 +154,15 @@ async fn dashboard(
     // Null until the student has a path (no assessment yet).
     let path = s.assessments.learning_path(p, p.user_id).await?;
     let learning_path = path.generated_at.is_some().then(|| serde_json::to_value(path).ok()).flatten();
+    let recent_achievements = crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal)?;
+    let unread_notifications =
+        crate::notifications::unread_count(&s.db, p.user_id).await.map_err(ApiError::internal)?;
     Ok(Json(Dashboard {
         user,
         enrollments_progress,
         learning_path,
-        recent_achievements: vec![],
-        unread_notifications: 0,
+        recent_achievements,
+        unread_notifications,
         streak_days,
     }))
 }

@@ -27,6 +27,11 @@ impl Redis {
         })
     }
 
+    /// The underlying client, for connections that cannot share the manager (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{}", self.prefix, suffix)
     }

@@ -6,6 +6,7 @@ mod m0001_foundation;
 mod m0002_catalog;
 mod m0003_notifications;
 mod m0004_assessments;
+mod m0005_achievements;
 mod m0006_email;
 mod m0007_idempotency;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_catalog::Migration),
             Box::new(m0003_notifications::Migration),
             Box::new(m0004_assessments::Migration),
+            Box::new(m0005_achievements::Migration),
             Box::new(m0006_email::Migration),
             Box::new(m0007_idempotency::Migration),
         ]

@@ -1,12 +1,34 @@
 //! Notifications: created in the same transaction as the change that causes them, so that
 //! nothing a user should hear about is lost; published to live clients after commit.
+//!
+//! Which events are stored: everything a user should find later (`course.completed`,
+//! `achievement.awarded`, `assessment.completed`, `learning_path.updated`,
+//! `submission.reviewed`). `progress.updated` is live-only: it fires on every lesson update
+//! (many per minute while a student watches a video), its state is in `/me/progress` anyway,
+//! and storing it would bury the notifications that matter and flood the unread count.
 
-use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr};
-use serde_json::Value;
+pub mod live;
+pub mod progress;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{entities::notification, infra::realtime::RealtimeEvent};
+use crate::{
+    audit::{self, Event},
+    context::RequestContext,
+    entities::notification,
+    infra::{
+        db::Db,
+        realtime::{EventBus, RealtimeEvent},
+    },
+    pagination::{Page, PageRequest},
+};
 
 /// Stores a notification for `user_id` inside the caller's transaction. Publish the returned
 /// model with [`crate::infra::realtime::EventBus::publish`] *after* the transaction commits:
@@ -48,4 +70,167 @@ impl From<&notification::Model> for RealtimeEvent {
             created_at: n.created_at,
         }
     }
+}
+
+/// Live events collected inside a transaction and published only after it commits.
+#[derive(Default, Debug)]
+#[must_use = "publish the outbox after the transaction commits"]
+pub struct Outbox {
+    events: Vec<(RealtimeEvent, Vec<Uuid>)>,
+}
+
+impl Outbox {
+    /// A stored notification, to its owner.
+    pub fn notification(&mut self, n: &notification::Model) {
+        self.events.push((n.into(), Vec::new()));
+    }
+
+    /// A stored notification, to its owner and to others allowed to see it live.
+    pub fn notification_to(&mut self, n: &notification::Model, also_to: Vec<Uuid>) {
+        self.events.push((n.into(), also_to));
+    }
+
+    /// A live-only event (nothing stored).
+    pub fn live(&mut self, user_id: Uuid, kind: &str, data: Value, also_to: Vec<Uuid>) {
+        self.events.push((
+            RealtimeEvent { id: Uuid::now_v7(), user_id, kind: kind.to_string(), data, created_at: Utc::now() },
+            also_to,
+        ));
+    }
+
+    pub fn extend(&mut self, other: Outbox) {
+        self.events.extend(other.events);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn publish(self, bus: &EventBus) {
+        for (e, also) in self.events {
+            bus.publish_to(e, also);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NotificationView {
+    pub id: Uuid,
+    /// The event type, e.g. `course.completed`.
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<notification::Model> for NotificationView {
+    fn from(n: notification::Model) -> Self {
+        NotificationView {
+            id: n.id,
+            kind: n.kind,
+            title: n.title,
+            body: n.body,
+            data: n.data,
+            read_at: n.read_at,
+            created_at: n.created_at,
+        }
+    }
+}
+
+/// The caller's notifications, newest first; the cursor is the last id of the previous page.
+pub async fn list(
+    db: &Db,
+    user_id: Uuid,
+    unread_only: bool,
+    page: PageRequest,
+) -> Result<Page<NotificationView>, DbErr> {
+    let mut q = notification::Entity::find()
+        .filter(notification::Column::UserId.eq(user_id))
+        .order_by_desc(notification::Column::Id)
+        .limit(page.limit + 1);
+    if unread_only {
+        q = q.filter(notification::Column::ReadAt.is_null());
+    }
+    if let Some(after) = page.after {
+        q = q.filter(notification::Column::Id.lt(after));
+    }
+    let rows = q.all(&db.conn).await?.into_iter().map(NotificationView::from).collect();
+    Ok(Page::from_rows(rows, page, |n| n.id))
+}
+
+pub async fn unread_count(db: &Db, user_id: Uuid) -> Result<u64, DbErr> {
+    notification::Entity::find()
+        .filter(notification::Column::UserId.eq(user_id))
+        .filter(notification::Column::ReadAt.is_null())
+        .count(&db.conn)
+        .await
+}
+
+/// Marks one of the caller's notifications read. Idempotent; someone else's id is NotFound.
+pub async fn mark_read(db: &Db, ctx: &RequestContext, user_id: Uuid, id: Uuid) -> Result<(), NotificationError> {
+    let txn = db.begin_write().await?;
+    let n = notification::Entity::find_by_id(id)
+        .filter(notification::Column::UserId.eq(user_id))
+        .one(&*txn)
+        .await?
+        .ok_or(NotificationError::NotFound)?;
+    if n.read_at.is_none() {
+        notification::Entity::update_many()
+            .col_expr(notification::Column::ReadAt, Expr::value(Some(Utc::now())))
+            .filter(notification::Column::Id.eq(id))
+            .filter(notification::Column::ReadAt.is_null())
+            .exec(&*txn)
+            .await?;
+        audit::record(&*txn, ctx, Event::new("notification.read", Some(user_id)).target("notification", id)).await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn mark_all_read(db: &Db, ctx: &RequestContext, user_id: Uuid) -> Result<(), NotificationError> {
+    let txn = db.begin_write().await?;
+    let n = notification::Entity::update_many()
+        .col_expr(notification::Column::ReadAt, Expr::value(Some(Utc::now())))
+        .filter(notification::Column::UserId.eq(user_id))
+        .filter(notification::Column::ReadAt.is_null())
+        .exec(&*txn)
+        .await?
+        .rows_affected;
+    if n > 0 {
+        audit::record(
+            &*txn,
+            ctx,
+            Event::new("notification.read_all", Some(user_id)).target("user", user_id).details(json!({"count": n})),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Stored notifications of `user_id` with ids greater than `after`, oldest first (SSE replay).
+pub async fn after<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    after: Uuid,
+    limit: u64,
+) -> Result<Vec<notification::Model>, DbErr> {
+    notification::Entity::find()
+        .filter(notification::Column::UserId.eq(user_id))
+        .filter(notification::Column::Id.gt(after))
+        .order_by_asc(notification::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }

@@ -402,6 +402,8 @@ pub struct ProgressService {
     pub db: Db,
     /// For recomputing a learning path when a course is completed (assessments integration).
     pub learning_rules: std::sync::Arc<crate::assessments::engine::LearningRules>,
+    /// Live events (issue 5), published after each progress transaction commits.
+    pub events: crate::infra::realtime::EventBus,
 }
 
 impl ProgressService {
@@ -511,8 +513,22 @@ impl ProgressService {
         if course_completed {
             crate::assessments::paths::on_course_completed(&*txn, &self.learning_rules, p.user_id, now).await?;
         }
+        // Issue 5 (live progress): notifications and achievements are written in this
+        // transaction; their live events are published only once it has committed.
+        let lesson_view = LessonProgressView::from(row);
+        let completed: &[Uuid] = if course_completed { &[l.course_id] } else { &[] };
+        let live = crate::notifications::progress::after_progress(
+            &*txn,
+            ctx,
+            p.user_id,
+            Some(&lesson_view),
+            std::slice::from_ref(&rollup),
+            completed,
+        )
+        .await?;
         txn.commit().await?;
-        Ok(LessonProgressResult { lesson: row.into(), course: rollup })
+        live.publish(&self.events);
+        Ok(LessonProgressResult { lesson: lesson_view, course: rollup })
     }
 
     pub async fn apply_batch(
@@ -618,10 +634,25 @@ impl ProgressService {
         if !completed_courses.is_empty() {
             crate::assessments::paths::on_course_completed(&*txn, &self.learning_rules, p.user_id, now).await?;
         }
-        for c in completed_courses {
+        for c in &completed_courses {
             audit::record(&*txn, ctx, Event::new("course.completed", Some(p.user_id)).target("course", c)).await?;
         }
+        // Issue 5 (live progress): as in `put_lesson_progress`; nothing applied, nothing to say.
+        let live = if result.applied > 0 {
+            crate::notifications::progress::after_progress(
+                &*txn,
+                ctx,
+                p.user_id,
+                None,
+                &result.courses,
+                &completed_courses,
+            )
+            .await?
+        } else {
+            Default::default()
+        };
         txn.commit().await?;
+        live.publish(&self.events);
         Ok(result)
     }
 

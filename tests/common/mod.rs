@@ -78,16 +78,25 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut env = base_env(&dir).await;
         customize(&mut env);
-        Self::spawn_env(env, dir).await
+        Self::spawn_env(dir, env).await
     }
 
     /// A second instance on the same database (and Redis prefix, when Redis is used), as a
     /// load balancer would run it beside this one.
     pub async fn spawn_sibling(&self) -> TestApp {
-        Self::spawn_env(self.env.clone(), tempfile::tempdir().unwrap()).await
+        self.spawn_peer().await
     }
 
-    async fn spawn_env(env: HashMap<String, String>, dir: TempDir) -> TestApp {
+    /// A second instance on the same database and Redis prefix (a second `cifix serve` behind
+    /// the same load balancer). Only meaningful on PostgreSQL + Redis.
+    pub async fn spawn_peer(&self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = self.env.clone();
+        env.insert("CIFIX_DATA_DIR".into(), dir.path().display().to_string());
+        Self::spawn_env(dir, env).await
+    }
+
+    async fn spawn_env(dir: TempDir, env: HashMap<String, String>) -> TestApp {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
         let state = app::build(config).await.expect("app builds");
         let db = state.db.clone();

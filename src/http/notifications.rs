@@ -1,0 +1,82 @@
+//! `/me/notifications*`: the stored notifications of the signed-in user.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    extract::{ApiQuery, Auth, Ctx},
+    problem::{ApiError, ApiResult, Problem},
+};
+use crate::{
+    app::AppState,
+    notifications::{self, NotificationError, NotificationView},
+    pagination::{Page, PageRequest},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(read_all)).routes(routes!(read_one))
+}
+
+impl From<NotificationError> for ApiError {
+    fn from(e: NotificationError) -> Self {
+        match e {
+            NotificationError::NotFound => ApiError::not_found(),
+            NotificationError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationQuery {
+    /// Only notifications not yet read.
+    pub unread: Option<bool>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u64>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/me/notifications", tag = "notifications", security(("bearer" = [])), params(NotificationQuery),
+    responses((status = 200, body = Page<NotificationView>), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
+) -> ApiResult<Json<Page<NotificationView>>> {
+    let page = PageRequest::parse(q.limit, q.cursor.as_deref()).map_err(|(f, e)| ApiError::field(f, e.to_string()))?;
+    let page = notifications::list(&s.db, auth.0.user_id, q.unread.unwrap_or(false), page)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(page))
+}
+
+/// Mark one notification read (idempotent). Someone else's notification is 404.
+#[utoipa::path(post, path = "/me/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn read_one(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    notifications::mark_read(&s.db, &ctx, auth.0.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mark every notification of the caller read.
+#[utoipa::path(post, path = "/me/notifications/read-all", tag = "notifications", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn read_all(State(s): State<AppState>, Ctx(ctx): Ctx, auth: Auth) -> ApiResult<StatusCode> {
+    notifications::mark_all_read(&s.db, &ctx, auth.0.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

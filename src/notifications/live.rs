@@ -1,0 +1,143 @@
+//! Who may open a live connection, and where a reconnecting client resumes.
+//!
+//! Browsers cannot set an Authorization header on a WebSocket, and a long-lived access token in
+//! a URL would end up in proxy logs. So a signed-in client first asks for a ticket: 32 random
+//! bytes, valid for 30 seconds, stored only as a SHA-256 hash and consumed by one atomic
+//! `DELETE … RETURNING` (two racing uses: exactly one wins). The database (not Redis) holds
+//! them so that one code path works on both backends and on every instance.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use rand::RngCore;
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement, TryGetable};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    context::{Principal, Role},
+    entities::{realtime_ticket, session, user},
+    infra::db::Db,
+};
+
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    /// Unknown, already used, expired, or its session/user is no longer valid.
+    #[error("invalid ticket")]
+    Invalid,
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+fn hash(ticket: &str) -> String {
+    hex::encode(Sha256::digest(ticket.as_bytes()))
+}
+
+/// Issues a ticket for the caller's own user and session.
+pub async fn issue_ticket(db: &Db, p: &Principal) -> Result<String, DbErr> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = Utc::now();
+    let txn = db.begin_write().await?;
+    // Expired tickets are garbage; removing them here keeps the table as small as the number
+    // of tickets issued in the last 30 seconds, without a separate sweeper.
+    realtime_ticket::Entity::delete_many().filter(realtime_ticket::Column::ExpiresAt.lt(now)).exec(&*txn).await?;
+    realtime_ticket::Entity::insert(realtime_ticket::ActiveModel {
+        token_hash: Set(hash(&ticket)),
+        user_id: Set(p.user_id),
+        session_id: Set(p.session_id),
+        expires_at: Set(now + chrono::Duration::from_std(TICKET_TTL).unwrap_or_default()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(&*txn)
+    .await?;
+    txn.commit().await?;
+    Ok(ticket)
+}
+
+/// The owner of a live connection, re-checked at the moment the ticket is used.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveUser {
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+/// Spends a ticket: succeeds once, within its lifetime, while its session and user are valid.
+pub async fn consume_ticket(db: &Db, ticket: &str) -> Result<LiveUser, TicketError> {
+    if ticket.is_empty() || ticket.len() > 128 {
+        return Err(TicketError::Invalid);
+    }
+    let backend = db.backend();
+    let txn = db.begin_write().await?;
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "DELETE FROM realtime_tickets WHERE token_hash = $1 RETURNING user_id, session_id, expires_at",
+            [hash(ticket).into()],
+        ))
+        .await?;
+    txn.commit().await?;
+    let Some(row) = row else { return Err(TicketError::Invalid) };
+    let user_id = Uuid::try_get_by(&row, "user_id").map_err(|e| DbErr::Custom(format!("{e:?}")))?;
+    let session_id = Uuid::try_get_by(&row, "session_id").map_err(|e| DbErr::Custom(format!("{e:?}")))?;
+    let expires_at =
+        chrono::DateTime::<Utc>::try_get_by(&row, "expires_at").map_err(|e| DbErr::Custom(format!("{e:?}")))?;
+    if expires_at <= Utc::now() {
+        return Err(TicketError::Invalid);
+    }
+    let s = session::Entity::find_by_id(session_id).one(&db.conn).await?.ok_or(TicketError::Invalid)?;
+    let u = user::Entity::find_by_id(user_id)
+        .filter(user::Column::IsActive.eq(true))
+        .one(&db.conn)
+        .await?
+        .ok_or(TicketError::Invalid)?;
+    if s.user_id != user_id || s.revoked_at.is_some() || s.expires_at <= Utc::now() {
+        return Err(TicketError::Invalid);
+    }
+    Ok(LiveUser { user_id, role: u.role.parse().unwrap_or(Role::Student) })
+}
+
+/// How far before `Last-Event-ID` an SSE resume starts replaying. Ids are UUIDv7 taken when
+/// a row is inserted, but rows become visible at commit, a few milliseconds later: a
+/// notification with a slightly smaller id can commit *after* a client saw a larger one.
+/// Replaying this window (clients dedupe by `id`) means such a row is never skipped.
+pub const RESUME_OVERLAP: Duration = Duration::from_secs(2);
+
+/// The smallest UUIDv7 whose timestamp is `RESUME_OVERLAP` before `last`'s, or `last` itself
+/// when it is not a UUIDv7 (then only strictly newer ids are replayed).
+pub fn resume_floor(last: Uuid) -> Uuid {
+    match last.get_timestamp() {
+        Some(ts) if last.get_version_num() == 7 => {
+            let (secs, nanos) = ts.to_unix();
+            let millis = (secs * 1000 + u64::from(nanos) / 1_000_000).saturating_sub(RESUME_OVERLAP.as_millis() as u64);
+            let mut b = [0u8; 16];
+            b[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+            // Version 7 and variant bits, everything else zero: the first id of that millisecond.
+            b[6] = 0x70;
+            b[8] = 0x80;
+            Uuid::from_bytes(b)
+        }
+        _ => last,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_floor_is_two_seconds_earlier() {
+        let id = Uuid::now_v7();
+        let floor = resume_floor(id);
+        assert!(floor < id);
+        let (a, _) = id.get_timestamp().unwrap().to_unix();
+        let (b, _) = floor.get_timestamp().unwrap().to_unix();
+        assert!(a - b <= 3 && a - b >= 1);
+        let v4 = Uuid::new_v4();
+        assert_eq!(resume_floor(v4), v4);
+    }
+}

@@ -1,0 +1,337 @@
+//! Notifications and live delivery over real HTTP, WebSocket and SSE, on SQLite (in-process
+//! fan-out) or PostgreSQL + Redis (`CIFIX_TEST_BACKEND=postgres`).
+
+mod common;
+#[path = "common/catalog.rs"]
+mod fixtures;
+#[path = "common/live.rs"]
+mod live;
+
+use std::{collections::HashSet, time::Duration};
+
+use common::{TestApp, problem, use_postgres};
+use fixtures::{World, expect, get_json, send, user, world};
+use live::{Got, Sse, connect, expect_close, expect_event, next, send_text, ticket, ws};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn complete(app: &TestApp, w: &World, i: usize) {
+    let path = format!("/me/lessons/{}/progress", w.lesson_ids[i]);
+    expect(send(app, Method::PUT, &path, &w.student, json!({"status": "completed"})).await, StatusCode::OK).await;
+}
+
+/// Admin rules "complete n lessons" for n in 2..=max: every completion then stores one
+/// `achievement.awarded` notification, a handy source of stored events.
+async fn lesson_count_rules(app: &TestApp, max: usize) {
+    let admin = user(app, "admin", "admin").await;
+    for n in 2..=max {
+        let body = json!({"code": format!("lessons_{n}"), "title": format!("{n} lessons"), "description": "Keep going",
+            "kind": "lessons_completed", "threshold": {"count": n}});
+        expect(send(app, Method::POST, "/admin/achievements", &admin, body).await, StatusCode::CREATED).await;
+    }
+}
+
+#[tokio::test]
+async fn tickets_are_single_use_short_lived_and_personal() {
+    let app = TestApp::spawn().await;
+    let w = world(&app, 1, 1).await;
+    let other = user(&app, "other", "student").await;
+
+    // No ticket, a made-up one: 401 before any upgrade.
+    assert_eq!(connect(&app, "", &[]).await.err(), Some(401));
+    assert_eq!(connect(&app, "not-a-ticket", &[]).await.err(), Some(401));
+    problem(app.post("/realtime/ticket", None, json!({})).await, StatusCode::UNAUTHORIZED).await;
+
+    // First use opens; reuse is refused, even while the first socket is open.
+    let t = ticket(&app, &w.student.token).await;
+    let _open = connect(&app, &t, &[]).await.expect("first use opens");
+    assert_eq!(connect(&app, &t, &[]).await.err(), Some(401), "a ticket is single-use");
+
+    // Concurrent uses of one ticket: exactly one wins.
+    let t = ticket(&app, &w.student.token).await;
+    let (a, b) = tokio::join!(connect(&app, &t, &[]), connect(&app, &t, &[]));
+    assert_eq!([a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(), 1);
+
+    // Expired (as if 30 seconds passed).
+    let t = ticket(&app, &w.student.token).await;
+    app.db.conn.execute_unprepared("UPDATE realtime_tickets SET expires_at = created_at").await.unwrap();
+    assert_eq!(connect(&app, &t, &[]).await.err(), Some(401), "an expired ticket is refused");
+
+    // Someone else's ticket, presented with one's own bearer token: refused.
+    let t = ticket(&app, &w.student.token).await;
+    let bearer = format!("Bearer {}", other.token);
+    assert_eq!(connect(&app, &t, &[("authorization", &bearer)]).await.err(), Some(401));
+    // The ticket is stored only as a hash.
+    let t = ticket(&app, &w.student.token).await;
+    let n = app.count(&format!("SELECT COUNT(*) FROM realtime_tickets WHERE token_hash = '{t}'")).await;
+    assert_eq!(n, 0);
+
+    // A signed-out session's ticket no longer opens anything.
+    let t = ticket(&app, &w.student.token).await;
+    expect(send(&app, Method::POST, "/auth/logout-all", &w.student, json!({})).await, StatusCode::NO_CONTENT).await;
+    assert_eq!(connect(&app, &t, &[]).await.err(), Some(401));
+}
+
+use sea_orm::ConnectionTrait;
+
+#[tokio::test]
+async fn origin_is_checked_against_the_allow_list() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CIFIX_CORS_ORIGINS".into(), "https://app.example.com".into());
+    })
+    .await;
+    let u = user(&app, "s", "student").await;
+    let t = ticket(&app, &u.token).await;
+    assert_eq!(connect(&app, &t, &[("origin", "https://evil.example.com")]).await.err(), Some(403));
+    let t = ticket(&app, &u.token).await;
+    connect(&app, &t, &[("origin", "https://app.example.com")]).await.expect("allowed origin");
+    let t = ticket(&app, &u.token).await;
+    connect(&app, &t, &[]).await.expect("no Origin: a non-browser client");
+}
+
+#[tokio::test]
+async fn websocket_gets_own_events_only_and_survives_hostile_frames() {
+    let app = TestApp::spawn().await;
+    let w = world(&app, 1, 3).await;
+    let bystander = user(&app, "bystander", "student").await;
+    let mut mine = ws(&app, &w.student.token).await;
+    let mut theirs = ws(&app, &bystander.token).await;
+    let mut teacher = ws(&app, &w.instructor.token).await;
+
+    complete(&app, &w, 0).await;
+    let e = expect_event(&mut mine, "progress.updated").await;
+    assert!(e["id"].is_string() && e["created_at"].is_string());
+    assert_eq!(e["data"]["lesson"]["lesson_id"], w.lesson_ids[0]);
+    assert_eq!(e["data"]["course"]["completed_lessons"], 1);
+    let a = expect_event(&mut mine, "achievement.awarded").await;
+    assert_eq!(a["data"]["data"]["code"], "first_lesson");
+    // The instructor sees their student's progress live; a stranger sees nothing.
+    let t = expect_event(&mut teacher, "progress.updated").await;
+    assert_eq!(t["data"]["user_id"], w.student.id);
+    assert!(matches!(next(&mut theirs, Duration::from_millis(800)).await, Got::Timeout));
+
+    // A message the server does not understand: an error frame, and the socket lives on.
+    send_text(&mut mine, "hello?").await;
+    let err = expect_event(&mut mine, "error").await;
+    assert_eq!(err["data"]["code"], "unsupported_message");
+    send_text(&mut mine, r#"{"type":"ping"}"#).await;
+    expect_event(&mut mine, "pong").await;
+    complete(&app, &w, 1).await;
+    expect_event(&mut mine, "progress.updated").await;
+
+    // An oversized message closes that socket (1009) and nobody else's.
+    let mut second = ws(&app, &w.student.token).await;
+    send_text(&mut mine, &"x".repeat(64 * 1024)).await;
+    let code = expect_close(&mut mine).await;
+    assert!(code == Some(1009) || code.is_none(), "closed with {code:?}");
+    complete(&app, &w, 2).await;
+    expect_event(&mut second, "progress.updated").await;
+    expect_event(&mut teacher, "progress.updated").await;
+}
+
+#[tokio::test]
+async fn per_user_connection_cap() {
+    let app = TestApp::spawn().await;
+    let u = user(&app, "s", "student").await;
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(ws(&app, &u.token).await);
+    }
+    let t = ticket(&app, &u.token).await;
+    assert_eq!(connect(&app, &t, &[]).await.err(), Some(429));
+    // SSE shares the cap.
+    problem(app.get("/events", Some(&u.token)).await, StatusCode::TOO_MANY_REQUESTS).await;
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _again = ws(&app, &u.token).await;
+}
+
+#[tokio::test]
+async fn notifications_are_listed_marked_read_and_counted() {
+    let app = TestApp::spawn().await;
+    let w = world(&app, 1, 1).await;
+    let other = user(&app, "other", "student").await;
+    // One lesson completes a lesson, a module and a course: 3 achievements + course.completed.
+    complete(&app, &w, 0).await;
+    let all = get_json(&app, "/me/notifications", &w.student).await;
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{all}");
+    let ids: Vec<&str> = items.iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+    let kinds: HashSet<&str> = items.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, HashSet::from(["achievement.awarded", "course.completed"]));
+    for n in items {
+        for f in ["id", "kind", "title", "body", "data", "read_at", "created_at"] {
+            assert!(n.get(f).is_some(), "{f} in {n}");
+        }
+    }
+    assert_eq!(all["next_cursor"], Value::Null);
+    // progress.updated is live-only: never stored.
+    assert_eq!(app.count("SELECT COUNT(*) FROM notifications WHERE kind = 'progress.updated'").await, 0);
+
+    let p1 = get_json(&app, "/me/notifications?limit=3", &w.student).await;
+    assert_eq!(p1["items"].as_array().unwrap().len(), 3);
+    let p2 = get_json(
+        &app,
+        &format!("/me/notifications?limit=3&cursor={}", p1["next_cursor"].as_str().unwrap()),
+        &w.student,
+    )
+    .await;
+    assert_eq!(p2["items"].as_array().unwrap().len(), 1);
+    assert_eq!(p2["items"][0]["id"], ids[3]);
+
+    // Someone else's notification is 404, reading one's own is 204 (twice too).
+    let first = ids[0];
+    let path = format!("/me/notifications/{first}/read");
+    problem(send(&app, Method::POST, &path, &other, json!({})).await, StatusCode::NOT_FOUND).await;
+    problem(
+        send(&app, Method::POST, "/me/notifications/nope/read", &w.student, json!({})).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect(send(&app, Method::POST, &path, &w.student, json!({})).await, StatusCode::NO_CONTENT).await;
+    expect(send(&app, Method::POST, &path, &w.student, json!({})).await, StatusCode::NO_CONTENT).await;
+    let unread = get_json(&app, "/me/notifications?unread=true", &w.student).await;
+    assert_eq!(unread["items"].as_array().unwrap().len(), 3);
+    let dash = get_json(&app, "/me/dashboard", &w.student).await;
+    assert_eq!(dash["unread_notifications"], 3);
+    assert_eq!(dash["recent_achievements"].as_array().unwrap().len(), 3);
+    assert!(dash["recent_achievements"][0]["achievement"]["code"].is_string());
+
+    // Read-all touches only the caller's.
+    complete_other(&app, &w, &other).await;
+    let others_before =
+        get_json(&app, "/me/notifications?unread=true", &other).await["items"].as_array().unwrap().len();
+    expect(send(&app, Method::POST, "/me/notifications/read-all", &w.student, json!({})).await, StatusCode::NO_CONTENT)
+        .await;
+    assert_eq!(get_json(&app, "/me/notifications?unread=true", &w.student).await["items"].as_array().unwrap().len(), 0);
+    assert_eq!(get_json(&app, "/me/dashboard", &w.student).await["unread_notifications"], 0);
+    let others_after = get_json(&app, "/me/notifications?unread=true", &other).await["items"].as_array().unwrap().len();
+    assert_eq!(others_before, others_after);
+    assert!(others_after > 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'notification.read_all'").await, 1);
+}
+
+async fn complete_other(app: &TestApp, w: &World, other: &fixtures::User) {
+    let path = format!("/courses/{}/enrollments", w.course_id);
+    expect(send(app, Method::POST, &path, other, json!({})).await, StatusCode::CREATED).await;
+    let path = format!("/me/lessons/{}/progress", w.lesson_ids[0]);
+    expect(send(app, Method::PUT, &path, other, json!({"status": "completed"})).await, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn sse_resume_with_last_event_id_loses_nothing() {
+    let app = TestApp::spawn().await;
+    let w = world(&app, 1, 6).await;
+    lesson_count_rules(&app, 6).await;
+    let mut seen: HashSet<String> = HashSet::new();
+
+    let mut sse = Sse::open(&app, &w.student.token, None).await;
+    complete(&app, &w, 0).await;
+    let got = sse.collect("achievement.awarded", 1).await;
+    let last_id = got.last().unwrap().id.clone().unwrap();
+    seen.extend(got.iter().filter_map(|e| e.id.clone()));
+    drop(sse);
+
+    // While disconnected: three more stored notifications.
+    for i in 1..4 {
+        complete(&app, &w, i).await;
+    }
+    let mut sse = Sse::open(&app, &w.student.token, Some(&last_id)).await;
+    let got = sse.collect("achievement.awarded", 3).await;
+    seen.extend(got.iter().filter_map(|e| e.id.clone()));
+    // Then live, on the same stream.
+    complete(&app, &w, 4).await;
+    let got = sse.collect("achievement.awarded", 1).await;
+    seen.extend(got.iter().filter_map(|e| e.id.clone()));
+    assert!(got.iter().any(|e| e.data["type"] == "progress.updated"), "live-only events flow after the replay");
+
+    let stored = get_json(&app, "/me/notifications?limit=100", &w.student).await;
+    let stored: Vec<String> =
+        stored["items"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(stored.len(), 5);
+    for id in &stored {
+        assert!(seen.contains(id), "notification {id} never reached the SSE client");
+    }
+    // SSE without a token: 401.
+    problem(app.get("/events", None).await, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn deactivation_and_role_change_drop_live_connections() {
+    let app = TestApp::spawn().await;
+    let admin = user(&app, "admin", "admin").await;
+    let s = user(&app, "s", "student").await;
+    let t = user(&app, "t", "student").await;
+    let mut s_ws = ws(&app, &s.token).await;
+    let mut s_sse = Sse::open(&app, &s.token, None).await;
+    let mut t_ws = ws(&app, &t.token).await;
+
+    let res = send(&app, Method::PATCH, &format!("/admin/users/{}", s.id), &admin, json!({"is_active": false})).await;
+    expect(res, StatusCode::OK).await;
+    assert_eq!(expect_close(&mut s_ws).await, Some(1008));
+    assert!(s_sse.ends_within(Duration::from_secs(5)).await, "the SSE stream ends");
+    // And cannot come back.
+    problem(app.post("/realtime/ticket", Some(&s.token), json!({})).await, StatusCode::UNAUTHORIZED).await;
+
+    let res = send(&app, Method::PATCH, &format!("/admin/users/{}", t.id), &admin, json!({"role": "instructor"})).await;
+    expect(res, StatusCode::OK).await;
+    assert_eq!(expect_close(&mut t_ws).await, Some(1008));
+    // A role change is not a ban: a new ticket works.
+    let _again = ws(&app, &t.token).await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_websockets_with_1001_and_ends_sse() {
+    let mut app = TestApp::spawn_with(|env| {
+        env.insert("CIFIX_SHUTDOWN_GRACE_SECS".into(), "5".into());
+    })
+    .await;
+    let u = user(&app, "s", "student").await;
+    let mut socket = ws(&app, &u.token).await;
+    let mut sse = Sse::open(&app, &u.token, None).await;
+    let started = std::time::Instant::now();
+    let server = app.begin_shutdown();
+    assert_eq!(expect_close(&mut socket).await, Some(1001));
+    assert!(sse.ends_within(Duration::from_secs(5)).await, "the SSE stream ends");
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("server stops").unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "within the drain deadline: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn an_event_on_one_instance_reaches_clients_on_another() {
+    if !use_postgres() {
+        eprintln!("note: cross-instance fan-out needs PostgreSQL + Redis; run with CIFIX_TEST_BACKEND=postgres");
+        return;
+    }
+    let a = TestApp::spawn().await;
+    let b = a.spawn_peer().await;
+    let w = world(&a, 1, 2).await;
+    let admin = user(&a, "admin", "admin").await;
+    // Clients on B, tickets from B (the ticket store is shared, so A's would do too).
+    let mut socket = ws(&b, &w.student.token).await;
+    let mut sse = Sse::open(&b, &w.student.token, None).await;
+    let mut teacher = ws(&b, &w.instructor.token).await;
+    let t = ticket(&a, &w.student.token).await;
+    let mut via_a_ticket = connect(&b, &t, &[]).await.expect("a ticket from A opens on B");
+
+    complete(&a, &w, 0).await;
+    // In publish order: the progress first, then what it earned.
+    expect_event(&mut socket, "progress.updated").await;
+    let e = expect_event(&mut socket, "achievement.awarded").await;
+    assert_eq!(e["data"]["data"]["code"], "first_lesson");
+    expect_event(&mut via_a_ticket, "achievement.awarded").await;
+    let got = sse.collect("achievement.awarded", 1).await;
+    assert_eq!(got.iter().find(|e| e.data["type"] == "achievement.awarded").unwrap().data["id"], e["id"]);
+    let t = expect_event(&mut teacher, "progress.updated").await;
+    assert_eq!(t["data"]["user_id"], w.student.id);
+
+    // A deactivation on A drops the student's sockets on B.
+    let res =
+        send(&a, Method::PATCH, &format!("/admin/users/{}", w.student.id), &admin, json!({"is_active": false})).await;
+    expect(res, StatusCode::OK).await;
+    assert_eq!(expect_close(&mut socket).await, Some(1008));
+    assert!(sse.ends_within(Duration::from_secs(5)).await);
+}
