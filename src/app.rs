@@ -165,7 +165,12 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
                 None => Generation::local(),
             },
         ),
-        progress: ProgressService { db: db.clone(), learning_rules: rules, events: events.clone() },
+        progress: ProgressService {
+            db: db.clone(),
+            learning_rules: rules,
+            events: events.clone(),
+            email: email.clone(),
+        },
         assessments,
         email,
         admin,

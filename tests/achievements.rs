@@ -65,6 +65,12 @@ async fn the_catalog_is_seeded_and_awards_follow_progress() {
         assert_eq!(complete(&app, &w, l).await, StatusCode::OK);
     }
     assert_eq!(codes(&app, &w.student).await, ["first_course", "first_lesson", "first_module"]);
+    // Each award queued its email in the same transaction, once.
+    let sql = format!(
+        "SELECT COUNT(*) FROM email_outbox WHERE template = 'achievement_awarded' AND to_address = '{}'",
+        w.student.email
+    );
+    assert_eq!(app.count(&sql).await, 3);
     let mine = get_json(&app, "/me/achievements", &w.student).await;
     assert!(mine["items"][0]["awarded_at"].is_string());
     assert_eq!(

@@ -637,3 +637,39 @@ async fn learning_rules_are_data_overridable_by_a_file() {
     let err = cifix::app::build(config).await.err().expect("refused").to_string();
     assert!(err.contains("CIFIX_LEARNING_RULES_PATH") && err.contains("skill"), "{err}");
 }
+
+/// A score at or above the rule's threshold earns the assessment achievement, once; a lower one
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_score_earns_the_assessment_achievement_once() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let low = start(&app, &s.student).await;
+    expect(deliver(&app, &s.client, &results(low["id"].as_str().unwrap(), "low")).await, StatusCode::CREATED).await;
+    let mine = get_json(&app, "/me/achievements", &s.student).await;
+    let codes = |v: &Value| -> Vec<String> {
+        let items = v.get("items").unwrap_or(v).as_array().unwrap().clone();
+        items.iter().map(|a| a["achievement"]["code"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    assert!(!codes(&mine).contains(&"assessment_score_90".to_string()), "52.5 is below the threshold");
+
+    for ext in ["high-1", "high-2"] {
+        let a = start(&app, &s.student).await;
+        let mut body = results(a["id"].as_str().unwrap(), ext);
+        body["overall_score"] = json!(95);
+        expect(deliver(&app, &s.client, &body).await, StatusCode::CREATED).await;
+    }
+    let mine = get_json(&app, "/me/achievements", &s.student).await;
+    assert_eq!(codes(&mine).iter().filter(|c| *c == "assessment_score_90").count(), 1, "{mine}");
+    let sql = format!(
+        "SELECT COUNT(*) FROM notifications n JOIN users u ON u.id = n.user_id \
+         WHERE u.email = '{}' AND n.kind = 'achievement.awarded'",
+        s.student.email
+    );
+    assert_eq!(app.count(&sql).await, 1);
+    let sql = format!(
+        "SELECT COUNT(*) FROM email_outbox WHERE template = 'achievement_awarded' AND to_address = '{}'",
+        s.student.email
+    );
+    assert_eq!(app.count(&sql).await, 1, "the achievement email is queued once");
+}

@@ -387,23 +387,25 @@ async fn seed_demo_loads_a_living_catalog_once() {
     };
     use std::time::Duration;
     let app = TestApp::spawn().await;
+    let email = cifix::email::EmailService::new(
+        &cifix::config::Config::from_lookup(|k| app.env.get(k).cloned()).unwrap(),
+        app.db.clone(),
+        &[0u8; 32],
+    );
     let auth = AuthService {
         db: app.db.clone(),
         hasher: Hasher::new(4, 1),
         keys: TokenKeys::new(&[0u8; 32], &[], "", "", Duration::from_secs(60)),
         refresh_ttl: Duration::from_secs(60),
         max_failed_logins_per_hour: 100,
-        email: cifix::email::EmailService::new(
-            &cifix::config::Config::from_lookup(|k| app.env.get(k).cloned()).unwrap(),
-            app.db.clone(),
-            &[0u8; 32],
-        ),
+        email: email.clone(),
     };
     let catalog = CatalogService::new(app.db.clone(), cifix::infra::cache::Generation::local());
     let progress = ProgressService {
         db: app.db.clone(),
         learning_rules: std::sync::Arc::new(cifix::assessments::engine::LearningRules::bundled()),
         events: Default::default(),
+        email,
     };
     let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
     let password = report.password.expect("first run seeds");

@@ -239,6 +239,8 @@ pub struct Delivery {
     pub created: bool,
     pub assessment: AssessmentView,
     pub notifications: Vec<notification::Model>,
+    /// Live events of achievements the results earned; publish after commit.
+    pub achievements: crate::notifications::Outbox,
 }
 
 /// A JSON value with object keys sorted at every level, so that two bodies that mean the same
@@ -625,7 +627,12 @@ impl AssessmentService {
     /// A repeat of a delivery already applied: 200 if it is the same body, 409 otherwise.
     fn repeat(a: &assessment::Model, hash: &str, now: DateTime<Utc>) -> Result<Delivery, AssessError> {
         if a.payload_hash.as_deref() == Some(hash) {
-            Ok(Delivery { created: false, assessment: AssessmentView::of(a, now), notifications: vec![] })
+            Ok(Delivery {
+                created: false,
+                assessment: AssessmentView::of(a, now),
+                notifications: vec![],
+                achievements: Default::default(),
+            })
         } else {
             Err(AssessError::Conflict(
                 "external-id-conflict",
@@ -840,6 +847,9 @@ impl AssessmentService {
             json!({"assessment_id": a.id, "steps": path.steps.len()}),
         )
         .await?;
+        // A high score may earn an achievement (its rule and threshold are data).
+        let achievements = crate::achievements::on_assessment_score(txn, ctx, a.user_id, input.overall_score).await?;
+        self.email.enqueue_awards(txn, &achievements).await?;
         // The results email, once per assessment; the student may have switched it off.
         self.email
             .enqueue_for_user_once(
@@ -867,7 +877,12 @@ impl AssessmentService {
         )
         .await?;
         let a = assessment::Entity::find_by_id(a.id).one(txn).await?.ok_or(AssessError::NotFound)?;
-        Ok(Delivery { created: true, assessment: AssessmentView::of(&a, now), notifications: vec![n1, n2] })
+        Ok(Delivery {
+            created: true,
+            assessment: AssessmentView::of(&a, now),
+            notifications: vec![n1, n2],
+            achievements,
+        })
     }
 }
 

@@ -452,6 +452,27 @@ impl EmailService {
         .await
     }
 
+    /// Queues the "achievement awarded" email for each award in `outbox`, in the transaction
+    /// that made the awards (once per student and achievement; preferences respected).
+    pub async fn enqueue_awards<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        outbox: &crate::notifications::Outbox,
+    ) -> Result<(), DbErr> {
+        for (user_id, data) in outbox.awards() {
+            let inner = &data["data"];
+            let vars = json!({
+                "achievement": inner["title"].as_str().unwrap_or_default(),
+                "description": data["body"].as_str().unwrap_or_default(),
+            });
+            let dedup = format!("achievement:{user_id}:{}", inner["achievement_id"].as_str().unwrap_or_default());
+            self.enqueue_for_user_once(db, user_id, Template::AchievementAwarded, vars, Some(dedup))
+                .await
+                .map_err(|e| DbErr::Custom(format!("achievement email: {e}")))?;
+        }
+        Ok(())
+    }
+
     // ----- preferences and unsubscribe -------------------------------------------------------
 
     async fn preferences_in<C: ConnectionTrait>(&self, db: &C, user_id: Uuid) -> Result<EmailPreferences, DbErr> {

@@ -128,6 +128,7 @@ async fn results(
     for n in &d.notifications {
         s.events.publish(RealtimeEvent::from(n));
     }
+    d.achievements.publish(&s.events);
     Ok((if d.created { StatusCode::CREATED } else { StatusCode::OK }, Json(d.assessment)))
 }
 

@@ -80,6 +80,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// The achievements awarded in this transaction, as (user, event data), so that the
+    /// caller can queue their emails in the same transaction.
+    pub fn awards(&self) -> impl Iterator<Item = (Uuid, &serde_json::Value)> {
+        self.events.iter().filter(|(e, _)| e.kind == "achievement.awarded").map(|(e, _)| (e.user_id, &e.data))
+    }
+
     /// A stored notification, to its owner.
     pub fn notification(&mut self, n: &notification::Model) {
         self.events.push((n.into(), Vec::new()));

@@ -404,6 +404,8 @@ pub struct ProgressService {
     pub learning_rules: std::sync::Arc<crate::assessments::engine::LearningRules>,
     /// Live events (issue 5), published after each progress transaction commits.
     pub events: crate::infra::realtime::EventBus,
+    /// Achievement emails are queued in the transaction that awards them.
+    pub email: crate::email::EmailService,
 }
 
 impl ProgressService {
@@ -526,7 +528,9 @@ impl ProgressService {
             completed,
         )
         .await?;
+        self.email.enqueue_awards(&*txn, &live).await?;
         txn.commit().await?;
+        self.email.notify_committed();
         live.publish(&self.events);
         Ok(LessonProgressResult { lesson: lesson_view, course: rollup })
     }
@@ -651,7 +655,9 @@ impl ProgressService {
         } else {
             Default::default()
         };
+        self.email.enqueue_awards(&*txn, &live).await?;
         txn.commit().await?;
+        self.email.notify_committed();
         live.publish(&self.events);
         Ok(result)
     }
