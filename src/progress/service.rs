@@ -487,6 +487,13 @@ impl ProgressService {
         if lock_enrollments(&*txn, p.user_id, &[l.course_id]).await?.is_empty() {
             return Err(ProgressError::NotFound);
         }
+        // Deletes take the enrollment locks before removing lessons, so once we hold them no
+        // delete is in flight, but one may have committed while we waited: look again.
+        if txn.get_database_backend() == DbBackend::Postgres
+            && lesson::Entity::find_by_id(lesson_id).one(&*txn).await?.is_none()
+        {
+            return Err(ProgressError::NotFound);
+        }
         let row = upsert(&*txn, p.user_id, &l, &u, now, now).await?;
         touch_activity(&*txn, p.user_id, [hour_of(now)]).await?;
         let course_completed = if row.status == "completed" {
@@ -581,6 +588,18 @@ impl ProgressService {
         };
         let course_ids: BTreeSet<Uuid> = lessons.values().map(|l| l.course_id).collect();
         let enrolled = lock_enrollments(&*txn, p.user_id, &course_ids.into_iter().collect::<Vec<_>>()).await?;
+        // As in `put_lesson_progress`: a lesson deleted while we waited for the locks is gone.
+        let lessons = if txn.get_database_backend() == DbBackend::Postgres && !lessons.is_empty() {
+            lesson::Entity::find()
+                .filter(lesson::Column::Id.is_in(lessons.keys().copied()))
+                .all(&*txn)
+                .await?
+                .into_iter()
+                .map(|l| (l.id, l))
+                .collect()
+        } else {
+            lessons
+        };
 
         let mut result =
             BatchResult { received: events.len(), applied: 0, duplicates: 0, rejected: vec![], courses: vec![] };

@@ -97,6 +97,10 @@ impl TestApp {
     }
 
     async fn spawn_env(dir: TempDir, env: HashMap<String, String>) -> TestApp {
+        // `CIFIX_TEST_LOG=1` shows the server's logs (errors behind a 500, for one).
+        if std::env::var("CIFIX_TEST_LOG").is_ok() {
+            cifix::telemetry::init_logging(cifix::config::LogFormat::Text);
+        }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
         let state = app::build(config).await.expect("app builds");
         let db = state.db.clone();
