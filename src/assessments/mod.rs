@@ -94,11 +94,17 @@ pub fn string_to_sign(timestamp: &str, nonce: &str, method: &str, path: &str, bo
     format!("{timestamp}\n{nonce}\n{}\n{path}\n{}", method.to_ascii_uppercase(), sha256_hex(body))
 }
 
-pub fn sign(key_hex: &str, message: &str) -> Vec<u8> {
-    let key = hex::decode(key_hex).unwrap_or_default();
+/// The MAC of `message` under a stored key, or nothing when the stored key is not a 32-byte
+/// hex value: a damaged row must never turn into an empty (forgeable) key.
+pub fn sign(key_hex: &str, message: &str) -> Option<Vec<u8>> {
+    let key = hex::decode(key_hex).ok().filter(|k| k.len() == 32)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts any key length");
     mac.update(message.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+    Some(mac.finalize().into_bytes().to_vec())
+}
+
+fn mac_matches(key_hex: &str, message: &str, given: &[u8]) -> bool {
+    sign(key_hex, message).is_some_and(|m| bool::from(m.ct_eq(given)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -463,12 +469,12 @@ impl AssessmentService {
             return Err(BAD);
         }
         let message = string_to_sign(r.timestamp, r.nonce, r.method, r.path, r.body);
-        let mut ok: bool = sign(&c.key_hash, &message).ct_eq(&given).into();
+        let mut ok = mac_matches(&c.key_hash, &message, &given);
         if !ok
             && let (Some(prev), Some(until)) = (&c.previous_key_hash, c.previous_valid_until)
             && until > now
         {
-            ok = sign(prev, &message).ct_eq(&given).into();
+            ok = mac_matches(prev, &message, &given);
         }
         if !ok {
             return Err(BAD);
@@ -918,6 +924,10 @@ mod tests {
             msg,
             "1700000000\nabcdefghijklmnop\nPOST\n/api/v1/x\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
-        assert_eq!(hex::encode(sign(&key, &msg)), "e324b0a5333146d30b40965a24ad6e1707a87ee4c3c376ff4a6782f771cdadfb");
+        assert_eq!(
+            hex::encode(sign(&key, &msg).unwrap()),
+            "e324b0a5333146d30b40965a24ad6e1707a87ee4c3c376ff4a6782f771cdadfb"
+        );
+        assert!(sign("not hex", &msg).is_none() && sign("", &msg).is_none(), "no empty key, ever");
     }
 }
