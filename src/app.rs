@@ -127,6 +127,11 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         None => RateLimiter::local(),
     };
     let email = EmailService::new(&config, db.clone(), &secret);
+    let shutdown = CancellationToken::new();
+    let events = match &redis {
+        Some(r) => EventBus::with_redis(r.clone(), shutdown.clone()),
+        None => EventBus::default(),
+    };
     let auth = AuthService {
         db: db.clone(),
         hasher,
@@ -134,11 +139,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         refresh_ttl: config.refresh_token_ttl,
         max_failed_logins_per_hour: config.max_failed_logins_per_hour,
         email: email.clone(),
-    };
-    let shutdown = CancellationToken::new();
-    let events = match &redis {
-        Some(r) => EventBus::with_redis(r.clone(), shutdown.clone()),
-        None => EventBus::default(),
+        events: events.clone(),
     };
     let hub = Hub::new(MAX_LIVE_CONNECTIONS_PER_USER, LIVE_QUEUE);
     hub.spawn_dispatcher(&events, shutdown.clone());

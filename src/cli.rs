@@ -90,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 refresh_ttl: config.refresh_token_ttl,
                 max_failed_logins_per_hour: config.max_failed_logins_per_hour,
                 email: mailer,
+                events: Default::default(),
             };
             match service.create_user(&email, password, role).await {
                 Ok(u) => {

@@ -399,6 +399,7 @@ async fn seed_demo_loads_a_living_catalog_once() {
         refresh_ttl: Duration::from_secs(60),
         max_failed_logins_per_hour: 100,
         email: email.clone(),
+        events: Default::default(),
     };
     let catalog = CatalogService::new(app.db.clone(), cifix::infra::cache::Generation::local());
     let progress = ProgressService {

@@ -283,6 +283,39 @@ async fn deactivation_and_role_change_drop_live_connections() {
     let _again = ws(&app, &t.token).await;
 }
 
+/// Ending sessions (logout-all, a password change, revoking a session, a replayed refresh
+/// token) also ends the user's live connections: a shared computer left signed out must not
+/// keep receiving a child's notifications.
+#[tokio::test]
+async fn ending_sessions_drops_live_connections() {
+    let app = TestApp::spawn().await;
+    let s = user(&app, "s", "student").await;
+    let other = user(&app, "o", "student").await;
+    let mut s_ws = ws(&app, &s.token).await;
+    let mut s_sse = Sse::open(&app, &s.token, None).await;
+    let mut other_ws = ws(&app, &other.token).await;
+
+    expect(app.post("/auth/logout-all", Some(&s.token), json!({})).await, StatusCode::NO_CONTENT).await;
+    assert_eq!(expect_close(&mut s_ws).await, Some(1008));
+    assert!(s_sse.ends_within(Duration::from_secs(5)).await, "the SSE stream ends");
+    problem(app.post("/realtime/ticket", Some(&s.token), json!({})).await, StatusCode::UNAUTHORIZED).await;
+
+    // Someone else's connection is untouched.
+    assert!(matches!(next(&mut other_ws, Duration::from_millis(300)).await, Got::Timeout), "no close for others");
+
+    // A password change ends the other sessions, and the live connections with them.
+    let res = send(
+        &app,
+        Method::POST,
+        "/me/password",
+        &other,
+        json!({"current_password": common::PASSWORD, "new_password": "a different long passphrase"}),
+    )
+    .await;
+    expect(res, StatusCode::NO_CONTENT).await;
+    assert_eq!(expect_close(&mut other_ws).await, Some(1008));
+}
+
 #[tokio::test]
 async fn shutdown_closes_websockets_with_1001_and_ends_sse() {
     let mut app = TestApp::spawn_with(|env| {

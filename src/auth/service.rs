@@ -132,6 +132,9 @@ pub struct AuthService {
     pub refresh_ttl: Duration,
     pub max_failed_logins_per_hour: u32,
     pub email: EmailService,
+    /// Ending sessions also ends the user's live connections (WebSocket/SSE) on every
+    /// instance; those still entitled reconnect with a fresh ticket.
+    pub events: crate::infra::realtime::EventBus,
 }
 
 /// Verification links live long enough for a weekend; reset links briefly, since whoever holds
@@ -606,6 +609,7 @@ impl AuthService {
         )
         .await?;
         txn.commit().await?;
+        self.events.disconnect_user(user_id);
         Ok(())
     }
 
@@ -675,6 +679,7 @@ impl AuthService {
             )
             .await?;
             txn.commit().await?;
+            self.events.disconnect_user(session.user_id);
             return Err(AuthError::InvalidRefreshToken);
         }
 
@@ -707,14 +712,19 @@ impl AuthService {
     pub async fn logout(&self, ctx: &RequestContext, token: &str) -> Result<(), AuthError> {
         let hash = tokens::hash_refresh_token(token);
         let txn = self.db.begin_write().await?;
+        let mut ended = None;
         if let Some(row) = refresh_token::Entity::find_by_id(hash).one(&*txn).await?
             && let Some(s) = session::Entity::find_by_id(row.session_id).one(&*txn).await?
             && s.revoked_at.is_none()
         {
             self.revoke_where(&*txn, session::Column::Id.eq(s.id), "logout").await?;
             audit::record(&*txn, ctx, Event::new("auth.logout", Some(s.user_id)).target("session", s.id)).await?;
+            ended = Some(s.user_id);
         }
         txn.commit().await?;
+        if let Some(user_id) = ended {
+            self.events.disconnect_user(user_id);
+        }
         Ok(())
     }
 
@@ -728,6 +738,7 @@ impl AuthService {
         )
         .await?;
         txn.commit().await?;
+        self.events.disconnect_user(p.user_id);
         Ok(())
     }
 
@@ -855,6 +866,7 @@ impl AuthService {
         )
         .await?;
         txn.commit().await?;
+        self.events.disconnect_user(p.user_id);
         Ok(())
     }
 
@@ -897,6 +909,7 @@ impl AuthService {
         }
         audit::record(&*txn, ctx, Event::new("auth.session_revoke", Some(p.user_id)).target("session", id)).await?;
         txn.commit().await?;
+        self.events.disconnect_user(p.user_id);
         Ok(())
     }
 }
