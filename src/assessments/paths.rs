@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::engine::{self, CatalogCourse, ContinueAt, Inputs, LearningRules, Step};
-use crate::entities::{course, enrollment, learning_path, lesson, lesson_progress, module, skill_level};
+use crate::entities::{course, enrollment, learning_path, lesson, module, skill_level};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LearningPathView {
@@ -102,17 +102,7 @@ pub async fn recompute<C: ConnectionTrait>(
             .into_tuple()
             .all(db)
             .await?;
-        let done: HashSet<Uuid> = lesson_progress::Entity::find()
-            .select_only()
-            .column(lesson_progress::Column::LessonId)
-            .filter(lesson_progress::Column::UserId.eq(user_id))
-            .filter(lesson_progress::Column::CourseId.is_in(open.clone()))
-            .filter(lesson_progress::Column::Status.eq("completed"))
-            .into_tuple::<Uuid>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
+        let done = crate::progress::service::completed_lessons(db, user_id, &open).await?;
         for m in &modules {
             let slot = enrolled.entry(m.course_id).or_default();
             if slot.is_none() && lessons.iter().any(|(l, mid)| *mid == m.id && !done.contains(l)) {

@@ -11,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, page_request, parse_id},
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
@@ -19,7 +19,7 @@ use crate::{
     app::AppState,
     context::Role,
     email::EmailView,
-    pagination::{Page, PageRequest},
+    pagination::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -49,7 +49,7 @@ async fn list_emails(
     ApiQuery(q): ApiQuery<EmailQuery>,
 ) -> ApiResult<Json<Page<EmailView>>> {
     auth.require(&[Role::Admin])?;
-    let page = page(q.limit, q.cursor.as_deref())?;
+    let page = page_request(q.limit, q.cursor.as_deref())?;
     Ok(Json(s.email.list(q.status.as_deref(), page).await?))
 }
 
@@ -63,7 +63,7 @@ async fn retry_email(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EmailView>> {
     let admin = auth.require(&[Role::Admin])?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = parse_id(&id)?;
     Ok(Json(s.email.retry(&ctx, admin, id).await?))
 }
 
@@ -105,10 +105,6 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-fn page(limit: Option<u64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
-    PageRequest::parse(limit, cursor).map_err(|(f, e)| ApiError::field(f, e.to_string()))
-}
-
 /// Users, newest first, filtered by text and role.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = [])), params(UserQuery),
     responses((status = 200, body = Page<AdminUserView>), (status = 401, body = Problem), (status = 404, body = Problem)))]
@@ -118,7 +114,7 @@ async fn list_users(
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> ApiResult<Json<Page<AdminUserView>>> {
     auth.require(&[Role::Admin])?;
-    let page = page(q.limit, q.cursor.as_deref())?;
+    let page = page_request(q.limit, q.cursor.as_deref())?;
     Ok(Json(s.admin.list_users(q.q.as_deref(), q.role, page).await?))
 }
 
@@ -133,7 +129,7 @@ async fn update_user(
     ApiJson(b): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<AdminUserView>> {
     let admin = auth.require(&[Role::Admin])?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = parse_id(&id)?;
     Ok(Json(s.admin.update_user(&ctx, admin, id, b.role, b.is_active).await?))
 }
 
@@ -146,7 +142,7 @@ async fn audit_log(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Page<AuditEntryView>>> {
     auth.require(&[Role::Admin])?;
-    let page = page(q.limit, q.cursor.as_deref())?;
+    let page = page_request(q.limit, q.cursor.as_deref())?;
     let filter = AuditFilter { actor_id: q.actor_id, action: q.action, since: q.since, until: q.until };
     Ok(Json(s.admin.audit_log(filter, page).await?))
 }

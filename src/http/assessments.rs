@@ -11,8 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    catalog::parse_id,
-    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_json},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id, parse_json},
     machine::MachineClient,
     problem::{ApiError, ApiResult, FieldError, Problem},
 };

@@ -7,10 +7,9 @@ use axum::{
     response::IntoResponse,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
     problem::{ApiError, ApiResult, FieldError, Problem},
 };
 use crate::{
@@ -51,11 +50,6 @@ impl From<CatalogError> for ApiError {
             CatalogError::Internal(m) => ApiError::internal(m),
         }
     }
-}
-
-/// A malformed id names nothing that exists: 404, like an unknown one.
-pub fn parse_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found())
 }
 
 /// Courses the caller can see: students published ones; instructors also their own drafts;

@@ -109,8 +109,18 @@ pub struct ListParams {
 
 impl ListParams {
     pub fn page(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(self.limit, self.cursor.as_deref()).map_err(|(f, e)| ApiError::field(f, e.to_string()))
+        page_request(self.limit, self.cursor.as_deref())
     }
+}
+
+/// `?limit=&cursor=` of any list, with a 422 naming the bad one.
+pub fn page_request(limit: Option<u64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    PageRequest::parse(limit, cursor).map_err(|(f, e)| ApiError::field(f, e.to_string()))
+}
+
+/// An id from the path. A malformed id names nothing that exists: 404, like an unknown one.
+pub fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found())
 }
 
 /// The request's id, client IP and user agent, set by the context middleware.
@@ -141,7 +151,10 @@ impl FromRequestParts<AppState> for Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() < 4096)
             .ok_or_else(ApiError::unauthorized)?;
-        let principal = state.auth.authenticate(token).await?;
+        let principal = match parts.extensions.get::<super::middleware::Authenticated>() {
+            Some(a) => a.0.clone(),
+            None => state.auth.authenticate(token).await?,
+        };
         if let Some(slot) = parts.extensions.get::<UserSlot>() {
             let _ = slot.0.set(principal.user_id);
         }

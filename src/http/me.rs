@@ -8,11 +8,10 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams},
-    problem::{ApiError, ApiResult, Problem},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
+    problem::{ApiResult, Problem},
 };
 use crate::{
     app::AppState,
@@ -128,7 +127,7 @@ async fn revoke_session(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = parse_id(&id)?;
     s.auth.revoke_session(&ctx, &auth.0, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -141,6 +141,11 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
 #[derive(Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
+/// A principal already established for this request by a layer that had to authenticate
+/// first (the Idempotency-Key scope). Only server code can put it there.
+#[derive(Clone)]
+pub struct Authenticated(pub crate::context::Principal);
+
 /// Turns any bare error response (from the router or a tower layer: 404, 405, 408, 413…)
 /// into problem+json, so clients see one error shape whatever produced it.
 pub async fn problem_bodies(req: Request, next: Next) -> Response {
@@ -274,11 +279,15 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .map(|t| t.trim().to_string());
     // A full session check, not just the signature: a revoked session must not read back
     // stored responses.
-    let scope = match token {
-        Some(t) => state.auth.authenticate(&t).await.ok().map(|p| p.user_id.to_string()),
+    let principal = match token {
+        Some(t) => state.auth.authenticate(&t).await.ok(),
         None => None,
     };
-    let Some(scope) = scope else { return next.run(req).await };
+    let Some(principal) = principal else { return next.run(req).await };
+    let scope = principal.user_id.to_string();
+    // The handler's `Auth` uses this instead of reading the same rows again.
+    let mut req = req;
+    req.extensions_mut().insert(Authenticated(principal));
 
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, state.config.body_limit_bytes).await else {

@@ -8,10 +8,9 @@ use axum::{
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::{
-    extract::{ApiQuery, Auth, Ctx},
+    extract::{ApiQuery, Auth, Ctx, parse_id},
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
@@ -68,7 +67,7 @@ async fn read_one(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = parse_id(&id)?;
     notifications::mark_read(&s.db, &ctx, auth.0.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,8 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    catalog::parse_id,
-    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
     problem::{ApiError, ApiResult, FieldError, Problem},
 };
 use crate::{

@@ -398,6 +398,25 @@ fn taught_by(instructor: Uuid) -> sea_orm::sea_query::SimpleExpr {
     )
 }
 
+/// The lessons of `course_ids` that `user_id` has completed.
+pub async fn completed_lessons<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    course_ids: &[Uuid],
+) -> Result<HashSet<Uuid>, DbErr> {
+    Ok(lesson_progress::Entity::find()
+        .select_only()
+        .column(lesson_progress::Column::LessonId)
+        .filter(lesson_progress::Column::UserId.eq(user_id))
+        .filter(lesson_progress::Column::CourseId.is_in(course_ids.iter().copied()))
+        .filter(lesson_progress::Column::Status.eq("completed"))
+        .into_tuple::<Uuid>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 pub struct ProgressService {
     pub db: Db,
     /// For recomputing a learning path when a course is completed (assessments integration).
@@ -726,17 +745,7 @@ impl ProgressService {
                 .order_by_asc(lesson::Column::Position)
                 .all(db)
                 .await?;
-            let done: HashSet<Uuid> = lesson_progress::Entity::find()
-                .select_only()
-                .column(lesson_progress::Column::LessonId)
-                .filter(lesson_progress::Column::UserId.eq(user_id))
-                .filter(lesson_progress::Column::CourseId.is_in(ids.clone()))
-                .filter(lesson_progress::Column::Status.eq("completed"))
-                .into_tuple::<Uuid>()
-                .all(db)
-                .await?
-                .into_iter()
-                .collect();
+            let done = completed_lessons(db, user_id, &ids).await?;
             (courses, modules, lessons, done)
         };
         let mut lessons_by_module: HashMap<Uuid, Vec<&lesson::Model>> = HashMap::new();
