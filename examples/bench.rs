@@ -176,7 +176,7 @@ async fn progress_scenarios(
     state: &app::AppState,
     progress_clients: usize,
 ) -> anyhow::Result<()> {
-    state.auth.create_user("teacher@example.com", PASSWORD, cifix::context::Role::Instructor).await?;
+    state.auth.create_user("teacher@example.com", PASSWORD, cifix::kernel::context::Role::Instructor).await?;
     let teacher: Value = client
         .post(format!("{base}/auth/login"))
         .json(&json!({"email": "teacher@example.com", "password": PASSWORD}))

@@ -23,7 +23,9 @@ use crate::{
         realtime::{EventBus, Hub},
         redis::Redis,
     },
+    kernel::facts::Reactor,
     progress::ProgressService,
+    reactions::Reactions,
     telemetry,
 };
 
@@ -149,10 +151,10 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
         Some(path) => LearningRules::load(path).map_err(|e| anyhow::anyhow!("CIFIX_LEARNING_RULES_PATH: {e}"))?,
         None => LearningRules::bundled(),
     });
+    let reactor: Arc<dyn Reactor> = Arc::new(Reactions { events: events.clone(), email: email.clone(), rules });
     let assessments = AssessmentService {
         db: db.clone(),
-        email: email.clone(),
-        rules: rules.clone(),
+        reactor: reactor.clone(),
         tool_url: config.assessment_tool_url.clone(),
         launch_ttl: config.assessment_launch_ttl,
         secret_overlap: config.integration_secret_overlap,
@@ -165,13 +167,9 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
                 Some(r) => Generation::redis(r.clone(), "catalog"),
                 None => Generation::local(),
             },
+            reactor.clone(),
         ),
-        progress: ProgressService {
-            db: db.clone(),
-            learning_rules: rules,
-            events: events.clone(),
-            email: email.clone(),
-        },
+        progress: ProgressService { db: db.clone(), reactor },
         assessments,
         email,
         admin,

@@ -9,7 +9,7 @@ use crate::{
     app,
     auth::{AuthError, AuthService, password::Hasher, tokens::TokenKeys},
     config::Config,
-    context::Role,
+    kernel::context::Role,
     telemetry,
 };
 
@@ -112,12 +112,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("seed-demo refuses to run with CIFIX_ENV=production");
             }
             let state = app::build(config).await?;
-            let report = crate::catalog::demo::seed(&state.auth, &state.catalog, &state.progress).await?;
+            let report = crate::demo::seed(&state.auth, &state.catalog, &state.progress).await?;
             match report.password {
                 Some(pw) => {
                     println!("seeded {} demo courses; sign in with password {pw} as:", report.courses);
-                    println!("  {} (instructor)", crate::catalog::demo::INSTRUCTOR_EMAIL);
-                    for e in crate::catalog::demo::STUDENT_EMAILS {
+                    println!("  {} (instructor)", crate::demo::INSTRUCTOR_EMAIL);
+                    for e in crate::demo::STUDENT_EMAILS {
                         println!("  {e} (student)");
                     }
                 }

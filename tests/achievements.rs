@@ -5,7 +5,6 @@ mod common;
 #[path = "common/catalog.rs"]
 mod fixtures;
 
-use cifix::context::RequestContext;
 use common::{TestApp, problem, use_postgres};
 use fixtures::{World, course, expect, get_json, lesson, module, publish, send, user, world};
 use reqwest::{Method, StatusCode};
@@ -154,16 +153,15 @@ async fn streaks_and_assessment_scores() {
 
     // The assessments code calls this inside its transaction; the threshold is the rule's data.
     let student = Uuid::parse_str(&w.student.id).unwrap();
-    let ctx = RequestContext::default();
     let txn = app.db.begin_write().await.unwrap();
-    let outbox = cifix::achievements::on_assessment_score(&*txn, &ctx, student, 89.5).await.unwrap();
+    let outbox = cifix::achievements::on_assessment_score(&*txn, student, 89.5).await.unwrap();
     assert!(outbox.is_empty());
-    let outbox = cifix::achievements::on_assessment_score(&*txn, &ctx, student, 90.0).await.unwrap();
+    let outbox = cifix::achievements::on_assessment_score(&*txn, student, 90.0).await.unwrap();
     assert!(!outbox.is_empty());
     txn.commit().await.unwrap();
     let txn = app.db.begin_write().await.unwrap();
-    assert!(cifix::achievements::on_assessment_score(&*txn, &ctx, student, 100.0).await.unwrap().is_empty());
-    assert!(!cifix::achievements::on_project_approved(&*txn, &ctx, student, 1).await.unwrap().is_empty());
+    assert!(cifix::achievements::on_assessment_score(&*txn, student, 100.0).await.unwrap().is_empty());
+    assert!(!cifix::achievements::on_project_approved(&*txn, student, 1).await.unwrap().is_empty());
     txn.commit().await.unwrap();
     assert_eq!(codes(&app, &w.student).await, ["assessment_score_90", "first_project_approved", "streak_3"]);
 }

@@ -380,35 +380,9 @@ async fn parallel_inserts_keep_positions_dense() {
 
 #[tokio::test]
 async fn seed_demo_loads_a_living_catalog_once() {
-    use cifix::{
-        auth::{AuthService, password::Hasher, tokens::TokenKeys},
-        catalog::{CatalogService, demo},
-        progress::ProgressService,
-    };
-    use std::time::Duration;
+    use cifix::demo;
     let app = TestApp::spawn().await;
-    let email = cifix::email::EmailService::new(
-        &cifix::config::Config::from_lookup(|k| app.env.get(k).cloned()).unwrap(),
-        app.db.clone(),
-        &[0u8; 32],
-    );
-    let auth = AuthService {
-        db: app.db.clone(),
-        hasher: Hasher::new(4, 1),
-        keys: TokenKeys::new(&[0u8; 32], &[], "", "", Duration::from_secs(60)),
-        refresh_ttl: Duration::from_secs(60),
-        max_failed_logins_per_hour: 100,
-        email: email.clone(),
-        events: Default::default(),
-    };
-    let catalog = CatalogService::new(app.db.clone(), cifix::infra::cache::Generation::local());
-    let progress = ProgressService {
-        db: app.db.clone(),
-        learning_rules: std::sync::Arc::new(cifix::assessments::engine::LearningRules::bundled()),
-        events: Default::default(),
-        email,
-    };
-    let report = demo::seed(&auth, &catalog, &progress).await.unwrap();
+    let report = demo::seed(&app.state.auth, &app.state.catalog, &app.state.progress).await.unwrap();
     let password = report.password.expect("first run seeds");
 
     let res = app.login(demo::STUDENT_EMAILS[0], &password).await;
@@ -429,7 +403,7 @@ async fn seed_demo_loads_a_living_catalog_once() {
     assert_eq!(d["enrollments_progress"][0]["completed_lessons"], 3);
     assert_eq!(d["streak_days"], 1);
 
-    let again = demo::seed(&auth, &catalog, &progress).await.unwrap();
+    let again = demo::seed(&app.state.auth, &app.state.catalog, &app.state.progress).await.unwrap();
     assert!(again.password.is_none());
     assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 3);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 3);

@@ -622,7 +622,7 @@ async fn two_workers_never_send_the_same_email_twice() {
             vars: json!({"reset_url": "https://learn.example.com/x", "expires_minutes": 30}),
             dedup_key: None,
         };
-        svc.enqueue(&*txn, out).await.unwrap().unwrap();
+        svc.enqueue(&txn, out).await.unwrap().unwrap();
     }
     txn.commit().await.unwrap();
     // Two workers with their own connection pools, as two processes would have.
@@ -660,7 +660,7 @@ async fn preferences_and_one_click_unsubscribe() {
     let svc = email_service(&app, app.db.clone());
     let award = || json!({"achievement": "First steps", "description": "You finished your first lesson."});
     let txn = app.db.begin_write().await.unwrap();
-    assert!(svc.enqueue_for_user(&*txn, user_id, Template::AchievementAwarded, award()).await.unwrap().is_some());
+    assert!(svc.enqueue_for_user(&txn, user_id, Template::AchievementAwarded, award()).await.unwrap().is_some());
     txn.commit().await.unwrap();
     let msgs = smtp.wait_for(2).await;
     let m = &msgs[1];
@@ -697,7 +697,7 @@ async fn preferences_and_one_click_unsubscribe() {
     assert_eq!(prefs["email"]["assessment_results"], true);
 
     let txn = app.db.begin_write().await.unwrap();
-    assert!(svc.enqueue_for_user(&*txn, user_id, Template::AchievementAwarded, award()).await.unwrap().is_none());
+    assert!(svc.enqueue_for_user(&txn, user_id, Template::AchievementAwarded, award()).await.unwrap().is_none());
     drop(txn);
     let res = app
         .send_json(
@@ -739,11 +739,11 @@ async fn preferences_and_one_click_unsubscribe() {
     let txn = app.db.begin_write().await.unwrap();
     let k = Some("achievement:first-steps".to_string());
     let vars = json!({"overall_score": 80, "path_url": "https://learn.example.com/path"});
-    svc.enqueue_for_user_once(&*txn, user_id, Template::AssessmentResults, vars.clone(), k.clone())
+    svc.enqueue_for_user_once(&txn, user_id, Template::AssessmentResults, vars.clone(), k.clone())
         .await
         .unwrap()
         .unwrap();
-    assert!(svc.enqueue_for_user_once(&*txn, user_id, Template::AssessmentResults, vars, k).await.unwrap().is_none());
+    assert!(svc.enqueue_for_user_once(&txn, user_id, Template::AssessmentResults, vars, k).await.unwrap().is_none());
     txn.commit().await.unwrap();
 }
 
@@ -778,7 +778,7 @@ async fn header_injection_never_reaches_headers() {
     let txn = app.db.begin_write().await.unwrap();
     let err = svc
         .enqueue(
-            &*txn,
+            &txn,
             Outgoing {
                 to: "eve@example.com\r\nBcc: victim@example.com",
                 to_name: None,
@@ -791,7 +791,7 @@ async fn header_injection_never_reaches_headers() {
         .await;
     assert!(err.is_err());
     svc.enqueue(
-        &*txn,
+        &txn,
         Outgoing {
             to: "eve@example.com",
             to_name: Some("Eve\r\nBcc: victim@example.com"),
@@ -835,7 +835,7 @@ async fn throughput_report() {
             vars: json!({"reset_url": "https://learn.example.com/x", "expires_minutes": 30}),
             dedup_key: None,
         };
-        svc.enqueue(&*txn, out).await.unwrap();
+        svc.enqueue(&txn, out).await.unwrap();
     }
     txn.commit().await.unwrap();
     let w = worker(&app, app.db.clone());

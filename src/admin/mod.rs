@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    audit::{self, Event},
-    context::{Principal, RequestContext, Role},
     entities::{audit_log, session, user},
     infra::db::Db,
-    pagination::{Page, PageRequest},
+    kernel::audit::{self, Event},
+    kernel::context::{Principal, RequestContext, Role},
+    kernel::pagination::{Page, PageRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -167,11 +167,11 @@ impl AdminService {
             Event::new("admin.user_update", Some(admin.user_id)).target("user", id).details(Value::Object(changes)),
         )
         .await?;
-        txn.commit().await?;
         // Live connections were authorised for the old role (and an instructor's feed includes
         // their students): end them on every instance; the client reconnects with a fresh
         // ticket, or cannot, if deactivated.
-        self.events.disconnect_user(id);
+        self.events.disconnect_after_commit(&txn, id);
+        txn.commit().await?;
         Ok(updated.into())
     }
 

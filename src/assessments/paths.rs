@@ -102,7 +102,7 @@ pub async fn recompute<C: ConnectionTrait>(
             .into_tuple()
             .all(db)
             .await?;
-        let done = crate::progress::service::completed_lessons(db, user_id, &open).await?;
+        let done = crate::progress::access::completed_lessons(db, user_id, &open).await?;
         for m in &modules {
             let slot = enrolled.entry(m.course_id).or_default();
             if slot.is_none() && lessons.iter().any(|(l, mid)| *mid == m.id && !done.contains(l)) {

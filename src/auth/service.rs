@@ -19,12 +19,12 @@ use super::{
     tokens::{self, TokenKeys},
 };
 use crate::{
-    audit::{self, Event},
-    context::{Principal, RequestContext, Role},
     email::{EmailError, EmailService, Outgoing, Template},
     entities::{email_token, refresh_token, session, user},
-    infra::db::{Db, is_unique_violation},
-    pagination::{Page, PageRequest},
+    infra::db::{Db, WriteTxn, is_unique_violation},
+    kernel::audit::{self, Event},
+    kernel::context::{Principal, RequestContext, Role},
+    kernel::pagination::{Page, PageRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -277,10 +277,9 @@ impl AuthService {
         let user = self.insert_user(&*txn, &email, &display_name, hash, Role::Student).await?;
         let pair = self.start_session(&*txn, ctx, &user).await?;
         // Same transaction as the user row: the account and its welcome mail exist together.
-        self.enqueue_verification(&*txn, &user).await?;
+        self.enqueue_verification(&txn, &user).await?;
         audit::record(&*txn, ctx, Event::new("auth.register", Some(user.id)).target("user", user.id)).await?;
         txn.commit().await?;
-        self.email.notify_committed();
         Ok(pair)
     }
 
@@ -348,13 +347,10 @@ impl AuthService {
                         "ip": ctx.ip.clone().unwrap_or_else(|| "unknown".into()),
                         "user_agent": ctx.user_agent.as_deref().map(|a| a.chars().take(200).collect::<String>()).unwrap_or_else(|| "unknown".into()),
                     });
-                    self.email.enqueue_for_user(&*txn, u.id, Template::NewSignIn, vars).await?;
+                    self.email.enqueue_for_user(&txn, u.id, Template::NewSignIn, vars).await?;
                 }
                 audit::record(&*txn, ctx, Event::new("auth.login", Some(u.id)).target("user", u.id)).await?;
                 txn.commit().await?;
-                if new_device {
-                    self.email.notify_committed();
-                }
                 Ok(pair)
             }
             Some(u) => {
@@ -427,15 +423,15 @@ impl AuthService {
         Ok(token)
     }
 
-    async fn enqueue_verification<C: ConnectionTrait>(&self, db: &C, u: &user::Model) -> Result<(), AuthError> {
-        let token = self.issue_email_token(db, u.id, PURPOSE_VERIFY, VERIFY_TTL).await?;
+    async fn enqueue_verification(&self, txn: &WriteTxn, u: &user::Model) -> Result<(), AuthError> {
+        let token = self.issue_email_token(&**txn, u.id, PURPOSE_VERIFY, VERIFY_TTL).await?;
         let vars = json!({
             "verify_url": self.email.link(&format!("/verify-email?token={token}")),
             "expires_hours": VERIFY_TTL.num_hours(),
         });
         self.email
             .enqueue(
-                db,
+                txn,
                 Outgoing {
                     to: &u.email,
                     to_name: Some(&u.display_name),
@@ -499,10 +495,9 @@ impl AuthService {
         if u.email_verified {
             return Ok(());
         }
-        self.enqueue_verification(&*txn, &u).await?;
+        self.enqueue_verification(&txn, &u).await?;
         audit::record(&*txn, ctx, Event::new("auth.verification_resent", Some(u.id)).target("user", u.id)).await?;
         txn.commit().await?;
-        self.email.notify_committed();
         Ok(())
     }
 
@@ -522,7 +517,7 @@ impl AuthService {
                 });
                 self.email
                     .enqueue(
-                        &*txn,
+                        &txn,
                         Outgoing {
                             to: &u.email,
                             to_name: Some(&u.display_name),
@@ -556,7 +551,6 @@ impl AuthService {
             }
         }
         txn.commit().await?;
-        self.email.notify_committed();
         Ok(())
     }
 
@@ -608,8 +602,8 @@ impl AuthService {
                 .details(json!({"sessions_ended": ended})),
         )
         .await?;
+        self.events.disconnect_after_commit(&txn, user_id);
         txn.commit().await?;
-        self.events.disconnect_user(user_id);
         Ok(())
     }
 
@@ -678,8 +672,8 @@ impl AuthService {
                     .details(json!({"user_id": session.user_id})),
             )
             .await?;
+            self.events.disconnect_after_commit(&txn, session.user_id);
             txn.commit().await?;
-            self.events.disconnect_user(session.user_id);
             return Err(AuthError::InvalidRefreshToken);
         }
 
@@ -721,10 +715,10 @@ impl AuthService {
             audit::record(&*txn, ctx, Event::new("auth.logout", Some(s.user_id)).target("session", s.id)).await?;
             ended = Some(s.user_id);
         }
-        txn.commit().await?;
         if let Some(user_id) = ended {
-            self.events.disconnect_user(user_id);
+            self.events.disconnect_after_commit(&txn, user_id);
         }
+        txn.commit().await?;
         Ok(())
     }
 
@@ -737,8 +731,8 @@ impl AuthService {
             Event::new("auth.logout_all", Some(p.user_id)).target("user", p.user_id).details(json!({"sessions": n})),
         )
         .await?;
+        self.events.disconnect_after_commit(&txn, p.user_id);
         txn.commit().await?;
-        self.events.disconnect_user(p.user_id);
         Ok(())
     }
 
@@ -865,8 +859,8 @@ impl AuthService {
                 .details(json!({"other_sessions_ended": ended})),
         )
         .await?;
+        self.events.disconnect_after_commit(&txn, p.user_id);
         txn.commit().await?;
-        self.events.disconnect_user(p.user_id);
         Ok(())
     }
 
@@ -908,8 +902,8 @@ impl AuthService {
             return Err(AuthError::NotFound);
         }
         audit::record(&*txn, ctx, Event::new("auth.session_revoke", Some(p.user_id)).target("session", id)).await?;
+        self.events.disconnect_after_commit(&txn, p.user_id);
         txn.commit().await?;
-        self.events.disconnect_user(p.user_id);
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::context::Role;
+use crate::kernel::context::Role;
 
 /// The one algorithm we sign and accept. Pinning it is what makes `alg: none` and
 /// algorithm-confusion tokens fail: the header's choice is never trusted.

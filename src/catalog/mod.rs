@@ -1,7 +1,7 @@
 //! Courses, modules and lessons: authoring and browsing. Knows the database and the audit
 //! trail, nothing of HTTP.
 
-pub mod demo;
+pub mod access;
 pub mod positions;
 pub mod service;
 

@@ -15,16 +15,22 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::positions::{self, Ordered};
+use super::{
+    access::{can_edit, can_view, is_owner_or_admin},
+    positions::{self, Ordered},
+};
 use crate::{
-    audit::{self, Event},
-    context::{Principal, RequestContext, Role},
     entities::{course, enrollment, lesson, module},
     infra::{
         cache::{GenCache, Generation},
         db::{Db, is_unique_violation},
     },
-    pagination::{Page, PageRequest},
+    kernel::audit::{self, Event},
+    kernel::context::{Principal, RequestContext, Role},
+    kernel::{
+        facts::{Fact, OutlineShrunk, ReactionError, Reactor},
+        pagination::{Page, PageRequest},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -36,14 +42,10 @@ pub enum CatalogError {
     NotFound,
     #[error("slug already taken")]
     SlugTaken,
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<DbErr> for CatalogError {
-    fn from(e: DbErr) -> Self {
-        CatalogError::Internal(e.to_string())
-    }
+    #[error("database")]
+    Db(#[from] DbErr),
+    #[error("consequences of an outline change")]
+    Reaction(#[from] ReactionError),
 }
 
 fn invalid(field: &str, msg: impl Into<String>) -> CatalogError {
@@ -294,30 +296,18 @@ fn collect(results: Vec<Result<(), CatalogError>>) -> Result<(), CatalogError> {
 const SUMMARY_MAX: usize = 2_000;
 const CONTENT_MAX: usize = 200_000;
 
-/// Who may see a course: everyone once published; before that its instructor and admins.
-pub fn can_view(c: &course::Model, p: &Principal) -> bool {
-    c.published || can_edit(c, p)
-}
-
-/// Who may change a course: its instructor (while still an instructor) and admins.
-pub fn can_edit(c: &course::Model, p: &Principal) -> bool {
-    is_owner_or_admin(c.instructor_id, p)
-}
-
-fn is_owner_or_admin(instructor_id: Uuid, p: &Principal) -> bool {
-    p.role == Role::Admin || (p.role == Role::Instructor && instructor_id == p.user_id)
-}
-
 pub struct CatalogService {
     pub db: Db,
     pub cache: CatalogCache,
+    /// Removing lessons can complete students' courses; the reactor decides what follows.
+    pub reactor: Arc<dyn Reactor>,
 }
 
 /// What students read most: course outlines and the published course list. Cached under the
 /// catalog's generation, which every edit bumps after committing (see `infra::cache`), so no
 /// instance serves an outline older than the last edit that returned.
 pub struct CatalogCache {
-    pub generation: Generation,
+    pub generation: Arc<Generation>,
     outlines: GenCache<Uuid, Option<Arc<CourseView>>>,
     published_pages: GenCache<(u64, Option<Uuid>), Arc<Page<CourseSummary>>>,
 }
@@ -326,13 +316,17 @@ impl CatalogCache {
     pub fn new(generation: Generation) -> Self {
         // The TTL only bounds staleness if a generation bump is lost (Redis outage mid-edit).
         let ttl = Duration::from_secs(30);
-        CatalogCache { generation, outlines: GenCache::new(10_000, ttl), published_pages: GenCache::new(1_000, ttl) }
+        CatalogCache {
+            generation: Arc::new(generation),
+            outlines: GenCache::new(10_000, ttl),
+            published_pages: GenCache::new(1_000, ttl),
+        }
     }
 }
 
 impl CatalogService {
-    pub fn new(db: Db, generation: Generation) -> Self {
-        CatalogService { db, cache: CatalogCache::new(generation) }
+    pub fn new(db: Db, generation: Generation, reactor: Arc<dyn Reactor>) -> Self {
+        CatalogService { db, cache: CatalogCache::new(generation), reactor }
     }
 
     /// Loads a course for an edit and takes the outline's write lock: every structural edit of
@@ -549,8 +543,8 @@ impl CatalogService {
             Event::new("course.create", Some(p.user_id)).target("course", c.id).details(json!({"slug": c.slug})),
         )
         .await?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(Self::outline(&self.db.conn, c).await?)
     }
 
@@ -607,8 +601,8 @@ impl CatalogService {
             c
         };
         let view = Self::outline(&*txn, c).await?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(view)
     }
 
@@ -648,8 +642,8 @@ impl CatalogService {
                 .details(json!({"course_id": c.id, "position": position})),
         )
         .await?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(ModuleView { id: m.id, course_id: m.course_id, title: m.title, position: m.position, lessons: vec![] })
     }
 
@@ -732,8 +726,8 @@ impl CatalogService {
         }
         let m = module::Entity::find_by_id(id).one(&*txn).await?.ok_or(CatalogError::NotFound)?;
         let view = Self::module_view(&*txn, m).await?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(view)
     }
 
@@ -746,17 +740,18 @@ impl CatalogService {
         module::Entity::delete_by_id(m.id).exec(&*txn).await?;
         positions::shift(&*txn, Ordered::Modules, c.id, m.position + 1, -1).await?;
         Self::touch_course(&*txn, c.id).await?;
-        let completed = crate::progress::service::complete_finished_enrollments(&*txn, c.id, None, Utc::now()).await?;
         audit::record(
             &*txn,
             ctx,
             Event::new("module.delete", Some(p.user_id))
                 .target("module", m.id)
-                .details(json!({"course_id": c.id, "lessons_removed": lessons, "enrollments_completed": completed})),
+                .details(json!({"course_id": c.id, "lessons_removed": lessons})),
         )
         .await?;
+        let shrunk = Fact::OutlineShrunk(OutlineShrunk { course_id: c.id, by: p.user_id });
+        self.reactor.react(&txn, ctx, vec![shrunk]).await?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(())
     }
 
@@ -806,8 +801,8 @@ impl CatalogService {
                 .details(json!({"course_id": c.id, "module_id": m.id, "position": position})),
         )
         .await?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(l.into())
     }
 
@@ -886,8 +881,8 @@ impl CatalogService {
             .await?;
         }
         let l = lesson::Entity::find_by_id(id).one(&*txn).await?.ok_or(CatalogError::NotFound)?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(l.into())
     }
 
@@ -899,18 +894,19 @@ impl CatalogService {
         lesson::Entity::delete_by_id(l.id).exec(&*txn).await?;
         positions::shift(&*txn, Ordered::Lessons, l.module_id, l.position + 1, -1).await?;
         Self::touch_course(&*txn, c.id).await?;
-        // Removing the one lesson a student had left finishes the course for them.
-        let completed = crate::progress::service::complete_finished_enrollments(&*txn, c.id, None, Utc::now()).await?;
         audit::record(
             &*txn,
             ctx,
             Event::new("lesson.delete", Some(p.user_id))
                 .target("lesson", l.id)
-                .details(json!({"course_id": c.id, "module_id": l.module_id, "enrollments_completed": completed})),
+                .details(json!({"course_id": c.id, "module_id": l.module_id})),
         )
         .await?;
+        // Removing the one lesson a student had left finishes the course for them.
+        let shrunk = Fact::OutlineShrunk(OutlineShrunk { course_id: c.id, by: p.user_id });
+        self.reactor.react(&txn, ctx, vec![shrunk]).await?;
+        self.cache.generation.bump_after_commit(&txn);
         txn.commit().await?;
-        self.cache.generation.bump().await;
         Ok(())
     }
 }

@@ -24,16 +24,18 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    audit::{self, Event},
     config::Config,
-    context::{Principal, RequestContext},
     entities::{email_outbox, email_suppression, notification_preference, user},
-    infra::db::Db,
-    pagination::{Page, PageRequest},
+    infra::{
+        db::{Db, WriteTxn},
+        wakeup::Wakeup,
+    },
+    kernel::audit::{self, Event},
+    kernel::context::{Principal, RequestContext},
+    kernel::pagination::{Page, PageRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -215,8 +217,9 @@ pub struct Outgoing<'a> {
 pub struct EmailService {
     pub db: Db,
     pub settings: Arc<EmailSettings>,
-    /// Wakes in-process workers after a commit so mail leaves without waiting for the poll.
-    pub wake: Arc<Notify>,
+    /// Wakes in-process workers when queued mail commits, so it leaves without waiting for
+    /// the poll.
+    pub wake: Wakeup,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -325,13 +328,8 @@ impl EmailService {
                 ses_webhook_secret: e.ses_webhook_secret.clone(),
                 unsubscribe_key,
             }),
-            wake: Arc::new(Notify::new()),
+            wake: Wakeup::default(),
         }
-    }
-
-    /// Call after the transaction that enqueued mail has committed.
-    pub fn notify_committed(&self) {
-        self.wake.notify_waiters();
     }
 
     pub fn link(&self, path_and_query: &str) -> String {
@@ -367,8 +365,9 @@ impl EmailService {
 
     /// Writes one email to the outbox inside the caller's transaction. Returns its id, or
     /// `None` when `dedup_key` was already used. An address on the suppression list is stored
-    /// as `suppressed` and never sent.
-    pub async fn enqueue<C: ConnectionTrait>(&self, db: &C, out: Outgoing<'_>) -> Result<Option<Uuid>, EmailError> {
+    /// as `suppressed` and never sent. The workers are woken when the transaction commits.
+    pub async fn enqueue(&self, txn: &WriteTxn, out: Outgoing<'_>) -> Result<Option<Uuid>, EmailError> {
+        let db = &**txn;
         let to = normalize_address(out.to)?;
         let to_name = out.to_name.map(|n| render::one_line(n, 100)).filter(|n| !n.is_empty());
         let category = out.template.category();
@@ -404,31 +403,35 @@ impl EmailService {
             .on_conflict(OnConflict::column(email_outbox::Column::DedupKey).do_nothing().to_owned())
             .exec_without_returning(db)
             .await?;
+        if inserted == 1 {
+            self.wake.after_commit(txn);
+        }
         Ok((inserted == 1).then_some(id))
     }
 
     /// Enqueues a template for a user, respecting their preferences (security mail always
     /// goes). The hook for achievements, assessments and digests: call it in the transaction
     /// that records the event. `Ok(None)` means nothing was enqueued (opted out, inactive).
-    pub async fn enqueue_for_user<C: ConnectionTrait>(
+    pub async fn enqueue_for_user(
         &self,
-        db: &C,
+        txn: &WriteTxn,
         user_id: Uuid,
         template: Template,
         vars: Value,
     ) -> Result<Option<Uuid>, EmailError> {
-        self.enqueue_for_user_once(db, user_id, template, vars, None).await
+        self.enqueue_for_user_once(txn, user_id, template, vars, None).await
     }
 
     /// As [`Self::enqueue_for_user`], at most once per `dedup_key`.
-    pub async fn enqueue_for_user_once<C: ConnectionTrait>(
+    pub async fn enqueue_for_user_once(
         &self,
-        db: &C,
+        txn: &WriteTxn,
         user_id: Uuid,
         template: Template,
         vars: Value,
         dedup_key: Option<String>,
     ) -> Result<Option<Uuid>, EmailError> {
+        let db = &**txn;
         let Some(u) = user::Entity::find_by_id(user_id).one(db).await? else {
             return Err(EmailError::NotFound);
         };
@@ -439,7 +442,7 @@ impl EmailService {
             return Ok(None);
         }
         self.enqueue(
-            db,
+            txn,
             Outgoing {
                 to: &u.email,
                 to_name: Some(&u.display_name),
@@ -450,27 +453,6 @@ impl EmailService {
             },
         )
         .await
-    }
-
-    /// Queues the "achievement awarded" email for each award in `outbox`, in the transaction
-    /// that made the awards (once per student and achievement; preferences respected).
-    pub async fn enqueue_awards<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        outbox: &crate::notifications::Outbox,
-    ) -> Result<(), DbErr> {
-        for (user_id, data) in outbox.awards() {
-            let inner = &data["data"];
-            let vars = json!({
-                "achievement": inner["title"].as_str().unwrap_or_default(),
-                "description": data["body"].as_str().unwrap_or_default(),
-            });
-            let dedup = format!("achievement:{user_id}:{}", inner["achievement_id"].as_str().unwrap_or_default());
-            self.enqueue_for_user_once(db, user_id, Template::AchievementAwarded, vars, Some(dedup))
-                .await
-                .map_err(|e| DbErr::Custom(format!("achievement email: {e}")))?;
-        }
-        Ok(())
     }
 
     // ----- preferences and unsubscribe -------------------------------------------------------
@@ -698,8 +680,8 @@ impl EmailService {
         am.lease_id = Set(None);
         let row = am.update(&*txn).await?;
         audit::record(&*txn, ctx, Event::new("email.retry", Some(admin.user_id)).target("email", id)).await?;
+        self.wake.after_commit(&txn);
         txn.commit().await?;
-        self.notify_committed();
         Ok(row.into())
     }
 }

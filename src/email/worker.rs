@@ -17,13 +17,13 @@ use chrono::Utc;
 use rand::Rng;
 use sea_orm::{ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement, Value as SqlValue, sea_query::Expr};
 use serde_json::json;
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::{EmailService, EmailSettings, Template, status, transport::Transport};
 use crate::{
     entities::{email_outbox, email_suppression},
-    infra::db::Db,
+    infra::{db::Db, wakeup::Wakeup},
 };
 
 #[derive(Clone)]
@@ -31,7 +31,7 @@ pub struct Worker {
     db: Db,
     transport: Transport,
     settings: Arc<EmailSettings>,
-    wake: Arc<Notify>,
+    wake: Wakeup,
 }
 
 /// What one pass did.
@@ -181,7 +181,7 @@ impl Worker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.woken() => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -10,8 +10,8 @@ use super::{
 use crate::{
     achievements::{self, AchievementError, AchievementView, AwardView, NewAchievement},
     app::AppState,
-    context::Role,
-    pagination::Page,
+    kernel::context::Role,
+    kernel::pagination::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

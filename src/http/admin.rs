@@ -17,9 +17,9 @@ use super::{
 use crate::{
     admin::{AdminError, AdminUserView, AuditEntryView, AuditFilter},
     app::AppState,
-    context::Role,
     email::EmailView,
-    pagination::Page,
+    kernel::context::Role,
+    kernel::pagination::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

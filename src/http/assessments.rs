@@ -21,9 +21,8 @@ use crate::{
         AssessError, AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo,
         ResultsInput, paths::LearningPathView,
     },
-    context::Role,
-    infra::realtime::RealtimeEvent,
-    pagination::Page,
+    kernel::context::Role,
+    kernel::pagination::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -50,6 +49,7 @@ impl From<AssessError> for ApiError {
             AssessError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid-signature", why),
             AssessError::Conflict(slug, detail) => ApiError::new(StatusCode::CONFLICT, slug, detail),
             AssessError::Internal(m) => ApiError::internal(m),
+            AssessError::Db(_) | AssessError::Reaction(_) => ApiError::internal_error(&e),
         }
     }
 }
@@ -123,11 +123,6 @@ async fn results(
 ) -> ApiResult<(StatusCode, Json<AssessmentView>)> {
     let input: ResultsInput = parse_json(&m.body)?;
     let d = s.assessments.submit_results(&ctx, m.client_id, input, &m.body).await?;
-    // Only after commit: a live event never announces something rolled back.
-    for n in &d.notifications {
-        s.events.publish(RealtimeEvent::from(n));
-    }
-    d.achievements.publish(&s.events);
     Ok((if d.created { StatusCode::CREATED } else { StatusCode::OK }, Json(d.assessment)))
 }
 

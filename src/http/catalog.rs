@@ -21,8 +21,8 @@ use crate::{
             NewLesson, NewModule,
         },
     },
-    context::Role,
-    pagination::Page,
+    kernel::context::Role,
+    kernel::pagination::Page,
 };
 
 const AUTHORS: &[Role] = &[Role::Instructor, Role::Admin];
@@ -47,7 +47,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::SlugTaken => {
                 ApiError::new(StatusCode::CONFLICT, "slug-taken", "a course with this slug already exists")
             }
-            CatalogError::Internal(m) => ApiError::internal(m),
+            CatalogError::Db(_) | CatalogError::Reaction(_) => ApiError::internal_error(&e),
         }
     }
 }

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::problem::{ApiError, FieldError};
 use crate::{
     app::AppState,
-    context::{Principal, RequestContext, Role},
-    pagination::PageRequest,
+    kernel::context::{Principal, RequestContext, Role},
+    kernel::pagination::PageRequest,
 };
 
 /// JSON body: 415 for another content type, 413 over the size limit, 400 for malformed JSON,

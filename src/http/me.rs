@@ -17,7 +17,7 @@ use crate::{
     app::AppState,
     auth::{UserView, service::SessionView},
     email::{EmailPreferences, EmailPreferencesPatch},
-    pagination::Page,
+    kernel::pagination::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -15,8 +15,8 @@ use super::{
 };
 use crate::{
     app::AppState,
+    kernel::pagination::{Page, PageRequest},
     notifications::{self, NotificationError, NotificationView},
-    pagination::{Page, PageRequest},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -76,6 +76,18 @@ impl ApiError {
         e.retry_after = Some(retry_after.max(1));
         e
     }
+    /// As [`ApiError::internal`], logging the error with its whole chain of causes.
+    pub fn internal_error(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::internal(chain)
+    }
+
     /// Logs the cause with the request id and answers without it: internals never leave.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

@@ -17,11 +17,10 @@ use super::{
 use crate::{
     app::AppState,
     auth::UserView,
-    context::Role,
-    pagination::{Page, PageRequest},
+    kernel::context::Role,
+    kernel::pagination::{Page, PageRequest},
     progress::{
-        ProgressError,
-        service::{BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressUpdate},
+        BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressError, ProgressUpdate,
     },
 };
 
@@ -43,7 +42,7 @@ impl From<ProgressError> for ApiError {
                 ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
             }
             ProgressError::NotFound => ApiError::not_found(),
-            ProgressError::Internal(m) => ApiError::internal(m),
+            ProgressError::Db(_) | ProgressError::Reaction(_) => ApiError::internal_error(&e),
         }
     }
 }

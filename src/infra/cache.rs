@@ -22,7 +22,7 @@ use std::{
 
 use redis::AsyncCommands;
 
-use super::redis::Redis;
+use super::{db::WriteTxn, redis::Redis};
 
 pub enum Generation {
     Local(AtomicU64),
@@ -54,6 +54,13 @@ impl Generation {
                 }
             }
         }
+    }
+
+    /// Bumps the generation once `txn`, which edited the cached data, has committed: bumped
+    /// earlier, a reader could cache the old data under the new generation.
+    pub fn bump_after_commit(self: &Arc<Self>, txn: &WriteTxn) {
+        let generation = self.clone();
+        txn.on_commit(async move { generation.bump().await });
     }
 
     pub async fn bump(&self) {

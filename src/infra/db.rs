@@ -1,6 +1,6 @@
 //! Database connection for both backends, and the write-transaction discipline SQLite needs.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
@@ -27,10 +27,20 @@ pub struct Db {
     sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
+/// Work that must happen only once the transaction's changes are visible to everyone:
+/// publishing live events, waking a queue worker, bumping a cache generation, closing the
+/// connections of ended sessions.
+pub type Effect = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// A write transaction; on SQLite it also holds the writer lock until commit or drop.
+///
+/// Effects registered with [`WriteTxn::on_commit`] run, in order, after a successful
+/// [`WriteTxn::commit`]; a rollback, a failed commit or a drop never runs them, so nothing
+/// announces a change that did not happen.
 pub struct WriteTxn {
     pub txn: DatabaseTransaction,
     _guard: Option<OwnedMutexGuard<()>>,
+    after_commit: std::sync::Mutex<Vec<Effect>>,
 }
 
 impl std::ops::Deref for WriteTxn {
@@ -41,8 +51,21 @@ impl std::ops::Deref for WriteTxn {
 }
 
 impl WriteTxn {
+    /// Registers an effect to run after this transaction commits (and never otherwise).
+    pub fn on_commit(&self, effect: impl Future<Output = ()> + Send + 'static) {
+        self.after_commit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Box::pin(effect));
+    }
+
+    /// Commits, releases the SQLite writer lock, then runs the registered effects before
+    /// returning, so a client that gets its response can already see what they did.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        let WriteTxn { txn, _guard, after_commit } = self;
+        txn.commit().await?;
+        drop(_guard);
+        for effect in after_commit.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            effect.await;
+        }
+        Ok(())
     }
 
     /// Rolls back before the SQLite writer lock is released. Dropping a transaction that wrote
@@ -102,7 +125,7 @@ impl Db {
             None => None,
         };
         let txn = self.conn.begin().await?;
-        Ok(WriteTxn { txn, _guard: guard })
+        Ok(WriteTxn { txn, _guard: guard, after_commit: Default::default() })
     }
 
     pub async fn ping(&self) -> Result<(), DbErr> {

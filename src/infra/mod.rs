@@ -5,3 +5,4 @@ pub mod db;
 pub mod ratelimit;
 pub mod realtime;
 pub mod redis;
+pub mod wakeup;

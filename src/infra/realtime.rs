@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::redis::Redis;
+use super::{db::WriteTxn, redis::Redis};
 
 /// One event for one user, as live clients receive it: `{id, type, data, created_at}`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -107,6 +107,20 @@ impl EventBus {
     /// Drops every live connection of `user_id`, on every instance.
     pub fn disconnect_user(&self, user_id: Uuid) {
         self.send(BusMessage::Disconnect { user_id });
+    }
+
+    /// Publishes `event` (also to `also_to`) once `txn` has committed, and never if it does
+    /// not: a live event must not announce something that was rolled back.
+    pub fn publish_after_commit(&self, txn: &WriteTxn, event: RealtimeEvent, also_to: Vec<Uuid>) {
+        let bus = self.clone();
+        txn.on_commit(async move { bus.publish_to(event, also_to) });
+    }
+
+    /// Drops every live connection of `user_id` once `txn`, which ended its sessions or
+    /// changed what it may see, has committed.
+    pub fn disconnect_after_commit(&self, txn: &WriteTxn, user_id: Uuid) {
+        let bus = self.clone();
+        txn.on_commit(async move { bus.disconnect_user(user_id) });
     }
 
     fn send(&self, msg: BusMessage) {

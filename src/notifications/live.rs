@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    context::{Principal, Role},
     entities::{realtime_ticket, session, user},
     infra::db::Db,
+    kernel::context::{Principal, Role},
 };
 
 pub const TICKET_TTL: Duration = Duration::from_secs(30);

@@ -8,7 +8,6 @@
 //! and storing it would bury the notifications that matter and flood the unread count.
 
 pub mod live;
-pub mod progress;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -20,28 +19,26 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    audit::{self, Event},
-    context::RequestContext,
     entities::notification,
     infra::{
-        db::Db,
+        db::{Db, WriteTxn},
         realtime::{EventBus, RealtimeEvent},
     },
-    pagination::{Page, PageRequest},
+    kernel::audit::{self, Event},
+    kernel::context::RequestContext,
+    kernel::pagination::{Page, PageRequest},
 };
 
-/// Stores a notification for `user_id` inside the caller's transaction. Publish the returned
-/// model with [`crate::infra::realtime::EventBus::publish`] *after* the transaction commits:
-/// a live event must never announce something that was rolled back.
-pub async fn create<C: ConnectionTrait>(
-    db: &C,
-    user_id: Uuid,
-    kind: &str,
-    title: &str,
-    body: &str,
-    data: Value,
+/// Stores a notification for `user_id` inside the caller's transaction and publishes it live
+/// (to its owner and `also_to`) once that transaction commits.
+pub async fn create(
+    txn: &WriteTxn,
+    bus: &EventBus,
+    new: NewNotification<'_>,
+    also_to: Vec<Uuid>,
 ) -> Result<notification::Model, DbErr> {
-    notification::ActiveModel {
+    let NewNotification { user_id, kind, title, body, data } = new;
+    let n = notification::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id),
         kind: Set(kind.to_string()),
@@ -51,8 +48,20 @@ pub async fn create<C: ConnectionTrait>(
         read_at: Set(None),
         created_at: Set(Utc::now()),
     }
-    .insert(db)
-    .await
+    .insert(&**txn)
+    .await?;
+    bus.publish_after_commit(txn, RealtimeEvent::from(&n), also_to);
+    Ok(n)
+}
+
+/// A notification to store: what a user should find later in their feed.
+pub struct NewNotification<'a> {
+    pub user_id: Uuid,
+    /// The event type, e.g. `course.completed`.
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub data: Value,
 }
 
 impl From<&notification::Model> for RealtimeEvent {
@@ -68,53 +77,6 @@ impl From<&notification::Model> for RealtimeEvent {
                 "data": n.data,
             }),
             created_at: n.created_at,
-        }
-    }
-}
-
-/// Live events collected inside a transaction and published only after it commits.
-#[derive(Default, Debug)]
-#[must_use = "publish the outbox after the transaction commits"]
-pub struct Outbox {
-    events: Vec<(RealtimeEvent, Vec<Uuid>)>,
-}
-
-impl Outbox {
-    /// The achievements awarded in this transaction, as (user, event data), so that the
-    /// caller can queue their emails in the same transaction.
-    pub fn awards(&self) -> impl Iterator<Item = (Uuid, &serde_json::Value)> {
-        self.events.iter().filter(|(e, _)| e.kind == "achievement.awarded").map(|(e, _)| (e.user_id, &e.data))
-    }
-
-    /// A stored notification, to its owner.
-    pub fn notification(&mut self, n: &notification::Model) {
-        self.events.push((n.into(), Vec::new()));
-    }
-
-    /// A stored notification, to its owner and to others allowed to see it live.
-    pub fn notification_to(&mut self, n: &notification::Model, also_to: Vec<Uuid>) {
-        self.events.push((n.into(), also_to));
-    }
-
-    /// A live-only event (nothing stored).
-    pub fn live(&mut self, user_id: Uuid, kind: &str, data: Value, also_to: Vec<Uuid>) {
-        self.events.push((
-            RealtimeEvent { id: Uuid::now_v7(), user_id, kind: kind.to_string(), data, created_at: Utc::now() },
-            also_to,
-        ));
-    }
-
-    pub fn extend(&mut self, other: Outbox) {
-        self.events.extend(other.events);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
-    pub fn publish(self, bus: &EventBus) {
-        for (e, also) in self.events {
-            bus.publish_to(e, also);
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub db: Db,
+    /// The running application's own state: its services, exactly as the server uses them.
+    pub state: app::AppState,
     pub env: HashMap<String, String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -107,13 +109,14 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app::serve(state, listener, async move {
+        let server = tokio::spawn(app::serve(state.clone(), listener, async move {
             let _ = rx.await;
         }));
         TestApp {
             base,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             db,
+            state,
             env,
             shutdown: Some(tx),
             server: Some(server),

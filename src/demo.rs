@@ -7,15 +7,12 @@ use rand::RngCore;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::service::{CatalogService, CoursePatch, LessonKind, Level, NewCourse, NewLesson, NewModule};
 use crate::{
     auth::{AuthError, AuthService},
-    context::{Principal, RequestContext, Role},
+    catalog::service::{CatalogService, CoursePatch, LessonKind, Level, NewCourse, NewLesson, NewModule},
     entities::course,
-    progress::{
-        ProgressService,
-        service::{ProgressStatus, ProgressUpdate},
-    },
+    kernel::context::{Principal, RequestContext, Role},
+    progress::{ProgressService, ProgressStatus, ProgressUpdate},
 };
 
 pub const INSTRUCTOR_EMAIL: &str = "demo-instructor@cifix.example";
@@ -137,7 +134,7 @@ pub async fn seed(
         students.push(principal(create(email, Role::Student).await?, Role::Student));
     }
     let ctx = RequestContext { user_agent: Some("cifix seed-demo".into()), ..Default::default() };
-    let err = |e: super::CatalogError| anyhow::anyhow!("seeding the catalog: {e}");
+    let err = |e: crate::catalog::CatalogError| anyhow::anyhow!("seeding the catalog: {e}");
     let mut first_lessons = Vec::new();
     for (slug, title, summary, level, outline) in COURSES {
         let c = catalog

@@ -6,7 +6,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{context::RequestContext, entities::audit_log};
+use crate::{entities::audit_log, kernel::context::RequestContext};
 
 pub struct Event<'a> {
     pub action: &'a str,

@@ -1,0 +1,8 @@
+//! The shared kernel every domain builds on: who is asking, what happened, how lists page,
+//! how fields fail, the audit trail. It imports nothing above `infra` and `entities`.
+
+pub mod audit;
+pub mod context;
+pub mod facts;
+pub mod pagination;
+pub mod streak;

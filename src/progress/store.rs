@@ -1,0 +1,185 @@
+//! The SQL of progress: the monotonic upsert, activity hours, enrollment locks, rollups.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, Value,
+};
+use uuid::Uuid;
+
+use super::model::{CourseRollup, MAX_TIME_STEP_SECS, ProgressStatus};
+use crate::{
+    entities::{activity_hour, enrollment, lesson, lesson_progress},
+    kernel::facts::percent,
+};
+
+/// A validated update, ready for the UPSERT.
+pub(super) struct Normalized {
+    completed: bool,
+    progress: f64,
+    /// As reported (≥ 0); the SQL clamps the growth.
+    time_spent: i64,
+    score: Option<f64>,
+}
+
+pub(super) fn normalize(
+    prefix: &str,
+    status: ProgressStatus,
+    progress: Option<f64>,
+    time_spent: Option<i64>,
+    score: Option<f64>,
+    errors: &mut Vec<(String, String)>,
+) -> Normalized {
+    if let Some(p) = progress
+        && !(0.0..=1.0).contains(&p)
+    {
+        errors.push((format!("{prefix}progress"), "must be between 0.0 and 1.0".into()));
+    }
+    if let Some(t) = time_spent
+        && t < 0
+    {
+        errors.push((format!("{prefix}time_spent_seconds"), "must not be negative".into()));
+    }
+    if let Some(s) = score
+        && !(0.0..=100.0).contains(&s)
+    {
+        errors.push((format!("{prefix}score"), "must be between 0 and 100".into()));
+    }
+    let completed = status == ProgressStatus::Completed;
+    Normalized {
+        completed,
+        progress: if completed { 1.0 } else { progress.unwrap_or(0.0).clamp(0.0, 1.0) },
+        time_spent: time_spent.unwrap_or(0).max(0),
+        score,
+    }
+}
+
+/// The one write of a lesson's progress. Monotonic in every column, so it commutes with any
+/// concurrent or repeated write of the same lesson.
+pub(super) async fn upsert<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    l: &lesson::Model,
+    u: &Normalized,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<lesson_progress::Model, DbErr> {
+    let backend = db.get_database_backend();
+    // PostgreSQL's GREATEST/LEAST are SQLite's two-argument MAX/MIN.
+    let (max, min) = match backend {
+        DbBackend::Postgres => ("GREATEST", "LEAST"),
+        _ => ("MAX", "MIN"),
+    };
+    let sql = format!(
+        "INSERT INTO lesson_progress (id, user_id, lesson_id, course_id, status, progress, \
+             time_spent_seconds, score, completed_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+         ON CONFLICT (user_id, lesson_id) DO UPDATE SET \
+             status = CASE WHEN lesson_progress.status = 'completed' THEN 'completed' \
+                      ELSE excluded.status END, \
+             progress = {max}(lesson_progress.progress, excluded.progress), \
+             time_spent_seconds = {max}(lesson_progress.time_spent_seconds, \
+                 {min}($11, lesson_progress.time_spent_seconds + $12)), \
+             score = {max}(COALESCE(lesson_progress.score, excluded.score), \
+                 COALESCE(excluded.score, lesson_progress.score)), \
+             completed_at = COALESCE(lesson_progress.completed_at, excluded.completed_at), \
+             updated_at = excluded.updated_at \
+         RETURNING *"
+    );
+    let values: Vec<Value> = vec![
+        Uuid::now_v7().into(),
+        user_id.into(),
+        l.id.into(),
+        l.course_id.into(),
+        (if u.completed { "completed" } else { "in_progress" }).into(),
+        u.progress.into(),
+        u.time_spent.min(MAX_TIME_STEP_SECS).into(),
+        u.score.into(),
+        (u.completed.then_some(at)).into(),
+        now.into(),
+        u.time_spent.into(),
+        MAX_TIME_STEP_SECS.into(),
+    ];
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .ok_or_else(|| DbErr::Custom("upsert returned no row".into()))?;
+    lesson_progress::Model::from_query_result(&row, "").map_err(|e| DbErr::Custom(e.to_string()))
+}
+
+/// Remembers that the user learned during `at`'s hour (for streaks).
+pub(super) async fn touch_activity<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    hours: impl IntoIterator<Item = i64>,
+) -> Result<(), DbErr> {
+    let rows: Vec<activity_hour::ActiveModel> = hours
+        .into_iter()
+        .map(|hour| activity_hour::ActiveModel {
+            user_id: sea_orm::ActiveValue::Set(user_id),
+            hour: sea_orm::ActiveValue::Set(hour),
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    activity_hour::Entity::insert_many(rows)
+        .on_conflict_do_nothing_on([activity_hour::Column::UserId, activity_hour::Column::Hour])
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+pub(super) fn hour_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(3600)
+}
+
+/// The enrollment rows of a user in some courses, locked on PostgreSQL (in course order, so
+/// two batches never deadlock). The lock serialises one student's writes to one course, which
+/// makes "was that the last lesson?" race-free: each write counts after the previous commits.
+pub(super) async fn lock_enrollments<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    course_ids: &[Uuid],
+) -> Result<HashMap<Uuid, enrollment::Model>, DbErr> {
+    if course_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q = enrollment::Entity::find()
+        .filter(enrollment::Column::UserId.eq(user_id))
+        .filter(enrollment::Column::CourseId.is_in(course_ids.iter().copied()))
+        .order_by_asc(enrollment::Column::CourseId);
+    if db.get_database_backend() == DbBackend::Postgres {
+        q = q.lock_exclusive();
+    }
+    Ok(q.all(db).await?.into_iter().map(|e| (e.course_id, e)).collect())
+}
+
+pub(super) async fn course_rollup<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    course_id: Uuid,
+) -> Result<CourseRollup, DbErr> {
+    let total = lesson::Entity::find().filter(lesson::Column::CourseId.eq(course_id)).count(db).await?;
+    let completed = lesson_progress::Entity::find()
+        .filter(lesson_progress::Column::UserId.eq(user_id))
+        .filter(lesson_progress::Column::CourseId.eq(course_id))
+        .filter(lesson_progress::Column::Status.eq("completed"))
+        .count(db)
+        .await?;
+    let completed_at = enrollment::Entity::find()
+        .filter(enrollment::Column::UserId.eq(user_id))
+        .filter(enrollment::Column::CourseId.eq(course_id))
+        .one(db)
+        .await?
+        .and_then(|e| e.completed_at);
+    Ok(CourseRollup {
+        course_id,
+        completed_lessons: completed,
+        total_lessons: total,
+        percent: percent(completed, total),
+        completed_at,
+    })
+}
