@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{AuthError, AuthService},
-    catalog::service::{CatalogService, CoursePatch, LessonKind, Level, NewCourse, NewLesson, NewModule},
+    catalog::{CatalogService, CoursePatch, LessonKind, Level, NewCourse, NewLesson, NewModule},
     entities::course,
     kernel::context::{Principal, RequestContext, Role},
     progress::{ProgressService, ProgressStatus, ProgressUpdate},

@@ -15,11 +15,8 @@ use super::{
 use crate::{
     app::AppState,
     catalog::{
-        CatalogError,
-        service::{
-            CoursePatch, CourseSummary, CourseView, LessonPatch, LessonView, ModulePatch, ModuleView, NewCourse,
-            NewLesson, NewModule,
-        },
+        CatalogError, CoursePatch, CourseSummary, CourseView, LessonPatch, LessonView, ModulePatch, ModuleView,
+        NewCourse, NewLesson, NewModule,
     },
     kernel::context::Role,
     kernel::pagination::Page,

@@ -1,0 +1,201 @@
+//! What the catalog API takes and returns.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::entities::lesson;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Beginner,
+    Intermediate,
+    Advanced,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Beginner => "beginner",
+            Level::Intermediate => "intermediate",
+            Level::Advanced => "advanced",
+        }
+    }
+    pub(super) fn parse(s: &str) -> Level {
+        match s {
+            "intermediate" => Level::Intermediate,
+            "advanced" => Level::Advanced,
+            _ => Level::Beginner,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LessonKind {
+    Video,
+    Reading,
+    Exercise,
+    Project,
+    Quiz,
+}
+
+impl LessonKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LessonKind::Video => "video",
+            LessonKind::Reading => "reading",
+            LessonKind::Exercise => "exercise",
+            LessonKind::Project => "project",
+            LessonKind::Quiz => "quiz",
+        }
+    }
+    pub(super) fn parse(s: &str) -> LessonKind {
+        match s {
+            "video" => LessonKind::Video,
+            "exercise" => LessonKind::Exercise,
+            "project" => LessonKind::Project,
+            "quiz" => LessonKind::Quiz,
+            _ => LessonKind::Reading,
+        }
+    }
+}
+
+// ---- inputs (deserialised at the edge; unknown fields are rejected there) ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCourse {
+    /// 3 to 64 characters of `a-z`, `0-9` and `-`; unique.
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub level: Level,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoursePatch {
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub level: Option<Level>,
+    pub published: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewModule {
+    pub title: String,
+    /// 1-based; omitted appends. Later modules move down by one.
+    pub position: Option<i32>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModulePatch {
+    pub title: Option<String>,
+    /// 1-based new position within the course; the others close up around it.
+    pub position: Option<i32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLesson {
+    pub title: String,
+    pub kind: LessonKind,
+    /// 1-based; omitted appends. Later lessons move down by one.
+    pub position: Option<i32>,
+    /// A URL or a markdown body, up to 200,000 characters.
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LessonPatch {
+    pub title: Option<String>,
+    pub kind: Option<LessonKind>,
+    /// 1-based new position within its module.
+    pub position: Option<i32>,
+    /// An empty string removes the content.
+    pub content: Option<String>,
+}
+
+// ---- views ----
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CourseSummary {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub level: Level,
+    pub published: bool,
+    pub instructor_id: Uuid,
+    pub module_count: u64,
+    pub lesson_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LessonOutline {
+    pub id: Uuid,
+    pub title: String,
+    pub kind: LessonKind,
+    pub position: i32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModuleView {
+    pub id: Uuid,
+    pub course_id: Uuid,
+    pub title: String,
+    pub position: i32,
+    pub lessons: Vec<LessonOutline>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CourseView {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub summary: String,
+    pub level: Level,
+    pub published: bool,
+    pub instructor_id: Uuid,
+    pub module_count: u64,
+    pub lesson_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// In position order, each with its lessons in position order.
+    pub modules: Vec<ModuleView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LessonView {
+    pub id: Uuid,
+    pub module_id: Uuid,
+    pub course_id: Uuid,
+    pub title: String,
+    pub kind: LessonKind,
+    pub position: i32,
+    pub content: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<lesson::Model> for LessonView {
+    fn from(l: lesson::Model) -> Self {
+        LessonView {
+            id: l.id,
+            module_id: l.module_id,
+            course_id: l.course_id,
+            title: l.title,
+            kind: LessonKind::parse(&l.kind),
+            position: l.position,
+            content: l.content,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+        }
+    }
+}
