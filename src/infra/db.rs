@@ -158,3 +158,51 @@ fn sqlite_path(url: &str) -> Option<String> {
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+
+    async fn db() -> Db {
+        Db::connect("sqlite::memory:", 1).await.unwrap()
+    }
+
+    fn counting(ran: &Arc<AtomicUsize>) -> impl Future<Output = ()> + Send + 'static {
+        let ran = ran.clone();
+        async move {
+            ran.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn effects_run_after_commit_in_order_and_never_otherwise() {
+        let db = db().await;
+        let ran = Arc::new(AtomicUsize::new(0));
+
+        let txn = db.begin_write().await.unwrap();
+        txn.on_commit(counting(&ran));
+        txn.rollback().await.unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "rolled back");
+
+        let txn = db.begin_write().await.unwrap();
+        txn.on_commit(counting(&ran));
+        drop(txn);
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "dropped");
+
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let txn = db.begin_write().await.unwrap();
+        for i in 0..3 {
+            let order = order.clone();
+            txn.on_commit(async move { order.lock().unwrap().push(i) });
+        }
+        txn.on_commit(counting(&ran));
+        txn.commit().await.unwrap();
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "committed");
+    }
+}
