@@ -1,9 +1,11 @@
 //! CIFIX LEARN backend.
 //!
-//! Layout: `http/` is the thin axum edge (routing, extractors, middleware, OpenAPI);
-//! `auth/`, `audit/`, `catalog/`, `progress/` and `email/` hold domain logic that knows nothing of axum; `infra/` holds the
-//! swappable infrastructure (database, Redis, rate limiting); `entities/` and `migration/`
-//! are the one schema definition shared by PostgreSQL and SQLite.
+//! Layout (the README's "How the code is laid out" has one line per module): `http/` is the
+//! thin axum edge; one folder per domain holds its logic and queries and knows nothing of axum;
+//! `reactions/` alone decides what follows each fact a domain reports; `kernel/` is the shared
+//! vocabulary; `infra/` the swappable infrastructure; `entities/` and `migration/` the one
+//! schema shared by PostgreSQL and SQLite. Dependencies point down: http → reactions →
+//! domains → kernel → infra → entities.
 
 pub mod achievements;
 pub mod admin;
