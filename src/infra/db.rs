@@ -110,8 +110,33 @@ impl Db {
         self.conn.get_database_backend()
     }
 
+    /// Applies pending migrations. Safe to run from any number of replicas at once: on
+    /// PostgreSQL they take turns under an advisory lock (the second finds nothing to do), so
+    /// replicas started together never race on the same `CREATE`. SQLite has one writer anyway.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        Migrator::up(&self.conn, None).await
+        if self.backend() != DbBackend::Postgres {
+            return Migrator::up(&self.conn, None).await;
+        }
+        // The lock belongs to a session, so it is held on one connection taken out of the pool
+        // while the migrations run on others; dropping that connection would release it too.
+        let mut holder = self.conn.get_postgres_connection_pool().acquire().await.map_err(sqlx_error)?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *holder)
+            .await
+            .map_err(sqlx_error)?;
+        let migrated = Migrator::up(&self.conn, None).await;
+        let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *holder)
+            .await
+            .map_err(sqlx_error);
+        if unlocked.is_err() {
+            // A connection whose unlock failed must not go back to the pool holding the lock.
+            holder.detach();
+        }
+        migrated?;
+        unlocked.map(|_| ())
     }
 
     /// True when every known migration has been applied.
@@ -146,6 +171,13 @@ impl Db {
             _ => (0, 0),
         }
     }
+}
+
+/// The advisory lock key of schema migrations: any fixed number no other code uses.
+const MIGRATION_LOCK_KEY: i64 = 0x0C1F_1C5E_D0C0_FFEE;
+
+fn sqlx_error(e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
