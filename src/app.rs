@@ -145,6 +145,7 @@ pub async fn build(config: Config) -> anyhow::Result<AppState> {
     };
     let hub = Hub::new(MAX_LIVE_CONNECTIONS_PER_USER, LIVE_QUEUE);
     hub.spawn_dispatcher(&events, shutdown.clone());
+    crate::notifications::live::spawn_session_sweeper(db.clone(), hub.clone(), shutdown.clone());
     let admin = AdminService { db: db.clone(), events: events.clone() };
     // Rules are loaded once at start: a bad file stops the process with its path and the error.
     let rules = Arc::new(match &config.learning_rules_path {

@@ -146,7 +146,7 @@ async fn websocket(
             return Err(TicketError::Invalid.into());
         }
     }
-    let reg = s.hub.register(user.user_id)?;
+    let reg = s.hub.register(user.user_id, user.session_id)?;
     let shutdown = s.shutdown.clone();
     let tracked = s.live_tasks.token();
     // Small buffers: an idle socket then costs a few KiB instead of ~134 KiB.
@@ -258,7 +258,7 @@ fn sse_event(e: &RealtimeEvent) -> SseEvent {
 async fn events(State(s): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     let user_id = auth.0.user_id;
     // Registered before the replay reads anything: whatever commits meanwhile is queued.
-    let reg = s.hub.register(user_id)?;
+    let reg = s.hub.register(user_id, auth.0.session_id)?;
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| Uuid::parse_str(v.trim()).ok());
     let (tx, rx) = mpsc::channel::<SseEvent>(16);
     let tracked = s.live_tasks.token();

@@ -48,7 +48,7 @@ impl Generation {
                 match conn.get::<_, Option<u64>>(key).await {
                     Ok(v) => Some(v.unwrap_or(0)),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cache generation unavailable; reading through");
+                        redis.trip(&e);
                         None
                     }
                 }
@@ -75,6 +75,7 @@ impl Generation {
                 };
                 if let Err(e) = conn.incr::<_, _, u64>(key, 1).await {
                     tracing::error!(error = %e, "cache generation not bumped; stale reads bounded by the TTL");
+                    redis.trip(&e);
                 }
             }
         }

@@ -160,7 +160,7 @@ impl RateLimiter {
                         retry_after_secs: (retry_us.max(0) as u64).div_ceil(1_000_000).max(u64::from(allowed != 1)),
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, "rate limit check fell back to the local limiter");
+                        redis.trip(&e);
                         fallback.check(rule, key)
                     }
                 }

@@ -12,7 +12,7 @@
 //! Live delivery is best effort by design: the stored notification is the source of truth.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -61,11 +61,19 @@ pub enum BusMessage {
     Disconnect { user_id: Uuid },
 }
 
+/// A bus message as it travels over Redis: with the instance that produced it, which has
+/// delivered it to its own clients already and skips its echo.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    origin: Uuid,
+    message: BusMessage,
+}
+
 /// Capacity of the in-process broadcast between the transport and the dispatcher. The
 /// dispatcher only does non-blocking queue pushes, so it keeps up by a wide margin.
 const LOCAL_CAPACITY: usize = 4096;
-/// Events waiting for the Redis publisher. Beyond this (Redis very slow), events are delivered
-/// locally only; other instances' clients catch up from storage.
+/// Events waiting for the Redis publisher. Beyond this (Redis very slow), events stay on this
+/// instance; other instances' clients catch up from storage.
 const PUBLISH_QUEUE: usize = 10_000;
 
 #[derive(Clone)]
@@ -88,8 +96,10 @@ impl EventBus {
         let local = broadcast::channel(LOCAL_CAPACITY).0;
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let channel = redis.key("events");
-        tokio::spawn(run_publisher(redis.clone(), channel.clone(), rx, local.clone()));
-        tokio::spawn(run_subscriber(redis, channel, local.clone(), shutdown));
+        // Tells this instance's messages apart from other instances' on the shared channel.
+        let origin = Uuid::now_v7();
+        tokio::spawn(run_publisher(redis.clone(), channel.clone(), origin, rx));
+        tokio::spawn(run_subscriber(redis, channel, origin, local.clone(), shutdown));
         EventBus { local, remote: Some(tx) }
     }
 
@@ -123,19 +133,17 @@ impl EventBus {
         txn.on_commit(async move { bus.disconnect_user(user_id) });
     }
 
+    /// This instance's clients get the message at once, whatever Redis is doing; other
+    /// instances get it through Redis when it is up.
     fn send(&self, msg: BusMessage) {
         let msg = Arc::new(msg);
-        if let Some(remote) = &self.remote {
-            match remote.try_send(msg) {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!("realtime publish queue full; delivering on this instance only");
-                    let _ = self.local.send(e.into_inner());
-                    return;
-                }
-            }
+        let _ = self.local.send(msg.clone());
+        if let Some(remote) = &self.remote
+            && remote.try_send(msg).is_err()
+        {
+            metrics::counter!("realtime_publish_fallback_total").increment(1);
+            tracing::warn!("realtime publish queue full; this event stays on this instance");
         }
-        let _ = self.local.send(msg);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
@@ -143,26 +151,23 @@ impl EventBus {
     }
 }
 
-/// Publishes in order. If Redis refuses, the event is delivered locally so that this
-/// instance's clients still see it; the subscriber echo is what delivers it otherwise.
-async fn run_publisher(
-    redis: Arc<Redis>,
-    channel: String,
-    mut rx: mpsc::Receiver<Arc<BusMessage>>,
-    local: broadcast::Sender<Arc<BusMessage>>,
-) {
+/// Publishes to the other instances in order. An event Redis cannot take stays on this
+/// instance (its clients have it already); other instances' clients catch up from storage.
+async fn run_publisher(redis: Arc<Redis>, channel: String, origin: Uuid, mut rx: mpsc::Receiver<Arc<BusMessage>>) {
     while let Some(msg) = rx.recv().await {
-        let payload = match serde_json::to_string(&*msg) {
-            Ok(p) => p,
-            Err(_) => continue,
-        };
+        let Ok(payload) = serde_json::to_string(&Wire { origin, message: (*msg).clone() }) else { continue };
         let sent = match redis.conn().await {
-            Some(mut c) => redis::cmd("PUBLISH").arg(&channel).arg(payload).query_async::<i64>(&mut c).await.is_ok(),
+            Some(mut c) => match redis::cmd("PUBLISH").arg(&channel).arg(payload).query_async::<i64>(&mut c).await {
+                Ok(_) => true,
+                Err(e) => {
+                    redis.trip(&e);
+                    false
+                }
+            },
             None => false,
         };
         if !sent {
             metrics::counter!("realtime_publish_fallback_total").increment(1);
-            let _ = local.send(msg);
         }
     }
 }
@@ -171,6 +176,7 @@ async fn run_publisher(
 async fn run_subscriber(
     redis: Arc<Redis>,
     channel: String,
+    origin: Uuid,
     local: broadcast::Sender<Arc<BusMessage>>,
     shutdown: CancellationToken,
 ) {
@@ -196,12 +202,13 @@ async fn run_subscriber(
                         m = messages.next() => m,
                     };
                     let Some(m) = next else { break };
-                    match serde_json::from_slice::<BusMessage>(m.get_payload_bytes()) {
-                        Ok(mut msg) => {
-                            if let BusMessage::Event { user_id, event, .. } = &mut msg {
+                    match serde_json::from_slice::<Wire>(m.get_payload_bytes()) {
+                        Ok(wire) if wire.origin == origin => {}
+                        Ok(Wire { mut message, .. }) => {
+                            if let BusMessage::Event { user_id, event, .. } = &mut message {
                                 event.user_id = *user_id;
                             }
-                            let _ = local.send(Arc::new(msg));
+                            let _ = local.send(Arc::new(message));
                         }
                         Err(e) => tracing::warn!(error = %e, "realtime: ignoring a malformed bus message"),
                     }
@@ -237,6 +244,8 @@ pub enum DropReason {
 
 struct Conn {
     id: u64,
+    /// The session the connection was opened with: ending it ends the connection.
+    session_id: Uuid,
     tx: mpsc::Sender<Outgoing>,
     dropped: Arc<OnceLock<DropReason>>,
 }
@@ -287,8 +296,9 @@ impl Hub {
         Arc::new(Hub { conns: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), max_per_user, queue })
     }
 
-    /// Registers a live connection of `user_id`, or refuses past the per-user cap.
-    pub fn register(self: &Arc<Self>, user_id: Uuid) -> Result<Registration, TooManyConnections> {
+    /// Registers a live connection of `user_id` opened with `session_id`, or refuses past the
+    /// per-user cap.
+    pub fn register(self: &Arc<Self>, user_id: Uuid, session_id: Uuid) -> Result<Registration, TooManyConnections> {
         let mut conns = self.conns.lock().unwrap();
         let list = conns.entry(user_id).or_default();
         if list.len() >= self.max_per_user {
@@ -297,7 +307,7 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(OnceLock::new());
-        list.push(Conn { id, tx, dropped: dropped.clone() });
+        list.push(Conn { id, session_id, tx, dropped: dropped.clone() });
         metrics::gauge!("realtime_connections").increment(1.0);
         Ok(Registration { rx, dropped, hub: self.clone(), user_id, id })
     }
@@ -334,6 +344,34 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// The sessions this instance holds live connections for.
+    pub fn sessions(&self) -> Vec<Uuid> {
+        let conns = self.conns.lock().unwrap();
+        let mut ids: Vec<Uuid> = conns.values().flatten().map(|c| c.session_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Closes the connections of sessions that ended, also when this instance missed the
+    /// message that said so (the fan-out was down).
+    pub fn drop_sessions(&self, ended: &HashSet<Uuid>) {
+        if ended.is_empty() {
+            return;
+        }
+        let mut conns = self.conns.lock().unwrap();
+        for list in conns.values_mut() {
+            list.retain(|c| {
+                let keep = !ended.contains(&c.session_id);
+                if !keep {
+                    let _ = c.dropped.set(DropReason::Revoked);
+                }
+                keep
+            });
+        }
+        conns.retain(|_, list| !list.is_empty());
     }
 
     /// Lets go of every connection, e.g. when this instance missed events.
@@ -393,8 +431,8 @@ mod tests {
     fn a_client_that_never_reads_is_dropped_without_slowing_others() {
         let hub = Hub::new(5, 4);
         let (slow_user, other_user) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut slow = hub.register(slow_user).unwrap();
-        let mut other = hub.register(other_user).unwrap();
+        let mut slow = hub.register(slow_user, Uuid::now_v7()).unwrap();
+        let mut other = hub.register(other_user, Uuid::now_v7()).unwrap();
         for _ in 0..5 {
             hub.dispatch(&event(slow_user));
             hub.dispatch(&event(other_user));
@@ -417,11 +455,11 @@ mod tests {
     fn events_reach_only_their_audience_and_the_cap_holds() {
         let hub = Hub::new(2, 8);
         let (student, teacher, stranger) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let mut s = hub.register(student).unwrap();
-        let mut t = hub.register(teacher).unwrap();
-        let mut x = hub.register(stranger).unwrap();
-        let _s2 = hub.register(student).unwrap();
-        assert!(hub.register(student).is_err(), "per-user cap");
+        let mut s = hub.register(student, Uuid::now_v7()).unwrap();
+        let mut t = hub.register(teacher, Uuid::now_v7()).unwrap();
+        let mut x = hub.register(stranger, Uuid::now_v7()).unwrap();
+        let _s2 = hub.register(student, Uuid::now_v7()).unwrap();
+        assert!(hub.register(student, Uuid::now_v7()).is_err(), "per-user cap");
         let mut msg = event(student);
         if let BusMessage::Event { also_to, .. } = &mut msg {
             also_to.push(teacher);
@@ -434,15 +472,30 @@ mod tests {
         assert!(s.rx.try_recv().is_err() && s.rx.is_closed());
         assert_eq!(s.drop_reason(), Some(DropReason::Revoked));
         drop(_s2);
-        assert!(hub.register(student).is_ok(), "slots are freed");
+        assert!(hub.register(student, Uuid::now_v7()).is_ok(), "slots are freed");
+    }
+
+    #[test]
+    fn ended_sessions_lose_their_connections_and_only_theirs() {
+        let hub = Hub::new(5, 8);
+        let user = Uuid::now_v7();
+        let (phone, laptop) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut on_phone = hub.register(user, phone).unwrap();
+        let on_laptop = hub.register(user, laptop).unwrap();
+        assert_eq!(hub.sessions().len(), 2);
+        hub.drop_sessions(&[phone].into_iter().collect());
+        assert!(on_phone.rx.try_recv().is_err() && on_phone.rx.is_closed());
+        assert_eq!(on_phone.drop_reason(), Some(DropReason::Revoked));
+        assert_eq!(on_laptop.drop_reason(), None);
+        assert_eq!(hub.sessions(), vec![laptop]);
     }
 
     #[test]
     fn the_redis_wire_format_keeps_the_owner() {
         let msg = event(Uuid::now_v7());
-        let wire = serde_json::to_string(&msg).unwrap();
-        let back: BusMessage = serde_json::from_str(&wire).unwrap();
-        match (msg, back) {
+        let wire = serde_json::to_string(&Wire { origin: Uuid::now_v7(), message: msg.clone() }).unwrap();
+        let back: Wire = serde_json::from_str(&wire).unwrap();
+        match (msg, back.message) {
             (BusMessage::Event { user_id: a, .. }, BusMessage::Event { user_id: b, .. }) => assert_eq!(a, b),
             _ => panic!("wrong variant"),
         }

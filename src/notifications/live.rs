@@ -6,18 +6,22 @@
 //! `DELETE … RETURNING` (two racing uses: exactly one wins). The database (not Redis) holds
 //! them so that one code path works on both backends and on every instance.
 
-use std::time::Duration;
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use base64::Engine;
 use chrono::Utc;
 use rand::RngCore;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Statement, TryGetable};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, QueryFilter, QuerySelect,
+    RelationTrait, Statement, TryGetable,
+};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
     entities::{realtime_ticket, session, user},
-    infra::db::Db,
+    infra::{db::Db, realtime::Hub},
     kernel::context::{Principal, Role},
 };
 
@@ -63,6 +67,7 @@ pub async fn issue_ticket(db: &Db, p: &Principal) -> Result<String, DbErr> {
 #[derive(Debug, Clone, Copy)]
 pub struct LiveUser {
     pub user_id: Uuid,
+    pub session_id: Uuid,
     pub role: Role,
 }
 
@@ -98,7 +103,57 @@ pub async fn consume_ticket(db: &Db, ticket: &str) -> Result<LiveUser, TicketErr
     if s.user_id != user_id || s.revoked_at.is_some() || s.expires_at <= Utc::now() {
         return Err(TicketError::Invalid);
     }
-    Ok(LiveUser { user_id, role: u.role.parse().unwrap_or(Role::Student) })
+    Ok(LiveUser { user_id, session_id, role: u.role.parse().unwrap_or(Role::Student) })
+}
+
+/// How often an instance re-checks the sessions of its live connections. Ending a session
+/// closes its connections at once through the bus; this catches what the bus missed (Redis was
+/// down, so another instance's message never arrived).
+pub const SESSION_SWEEP: Duration = Duration::from_secs(5);
+
+/// Of `sessions`, those that may no longer hold a live connection: revoked, expired, of a
+/// deactivated user, or gone.
+pub async fn ended_sessions(db: &Db, sessions: &[Uuid]) -> Result<HashSet<Uuid>, DbErr> {
+    let mut ended: HashSet<Uuid> = sessions.iter().copied().collect();
+    for chunk in sessions.chunks(500) {
+        let valid: Vec<Uuid> = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
+            .join(JoinType::InnerJoin, session::Relation::User.def())
+            .filter(session::Column::Id.is_in(chunk.iter().copied()))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(Utc::now()))
+            .filter(user::Column::IsActive.eq(true))
+            .into_tuple()
+            .all(&db.conn)
+            .await?;
+        for id in valid {
+            ended.remove(&id);
+        }
+    }
+    Ok(ended)
+}
+
+/// Re-checks this instance's live sessions every [`SESSION_SWEEP`] until `shutdown`.
+pub fn spawn_session_sweeper(db: Db, hub: Arc<Hub>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SESSION_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let sessions = hub.sessions();
+            if sessions.is_empty() {
+                continue;
+            }
+            match ended_sessions(&db, &sessions).await {
+                Ok(ended) => hub.drop_sessions(&ended),
+                Err(e) => tracing::warn!(error = %e, "live session sweep failed; retrying at the next tick"),
+            }
+        }
+    });
 }
 
 /// How far before `Last-Event-ID` an SSE resume starts replaying. Ids are UUIDv7 taken when
