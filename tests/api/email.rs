@@ -1,190 +1,26 @@
-//! Email over real transports: a real SMTP server (aiosmtpd, started by each test on a free
-//! port with tests/smtp/server.py) and the default `.eml` file transport. Links in received
-//! mail are followed against the API. Without python3 + aiosmtpd the SMTP tests print a note
-//! and return; the file-transport tests always run.
-mod common;
+//! Email over real transports: a real SMTP server (started by each test, in the test process)
+//! and the default `.eml` file transport. Links in received mail are followed against the API.
 
 use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use chrono::Utc;
 use cifix::{
-    config::Config,
-    email::{EmailService, Outgoing, Template, status, transport::Transport, worker::Worker},
+    email::{Outgoing, Template, status, transport::Transport, worker::Worker},
     entities::{email_outbox, email_token},
     infra::db::Db,
 };
-use common::{JWT_SECRET, PASSWORD, TestApp};
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-// ---------------------------------------------------------------------------------------------
-// The SMTP server
-// ---------------------------------------------------------------------------------------------
-
-fn smtp_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-macro_rules! require_smtp {
-    () => {
-        if !smtp_available() {
-            eprintln!("note: python3 with aiosmtpd is not installed; skipping this SMTP test (pip install aiosmtpd)");
-            return;
-        }
-    };
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Smtp {
-    child: Option<Child>,
-    dir: TempDir,
-    port: u16,
-}
-
-#[derive(Debug, Clone)]
-struct Received {
-    rcpt_tos: Vec<String>,
-    data: String,
-}
-
-impl Received {
-    /// Unfolded header lines of the top-level message.
-    fn headers(&self) -> Vec<String> {
-        let head = self.data.split("\r\n\r\n").next().unwrap_or_default().replace("\r\n", "\n");
-        let mut out: Vec<String> = Vec::new();
-        for line in head.lines() {
-            if line.starts_with([' ', '\t'])
-                && let Some(last) = out.last_mut()
-            {
-                last.push_str(line.trim_end());
-                continue;
-            }
-            out.push(line.to_string());
-        }
-        out
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        let prefix = format!("{}:", name.to_lowercase());
-        self.headers()
-            .into_iter()
-            .find(|h| h.to_lowercase().starts_with(&prefix))
-            .map(|h| h[prefix.len()..].trim().to_string())
-    }
-    /// The body with quoted-printable soft breaks and `=3D` undone: enough to read links.
-    fn decoded(&self) -> String {
-        self.data.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
-    }
-    fn link_token(&self, marker: &str) -> String {
-        let d = self.decoded();
-        let at = d.find(marker).unwrap_or_else(|| panic!("no {marker} in message:\n{}", self.data)) + marker.len();
-        d[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.').collect()
-    }
-}
-
-impl Smtp {
-    fn start_on(port: u16, reject: &[&str]) -> Smtp {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Smtp { child: None, dir, port };
-        s.restart(reject);
-        s
-    }
-
-    fn start(reject: &[&str]) -> Smtp {
-        Self::start_on(free_port(), reject)
-    }
-
-    fn restart(&mut self, reject: &[&str]) {
-        self.restart_with(reject, 0.0)
-    }
-
-    fn restart_with(&mut self, reject: &[&str], delay_secs: f64) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(self.port.to_string())
-            .arg(self.dir.path())
-            .arg("--reject")
-            .arg(reject.join(","))
-            .arg("--delay")
-            .arg(delay_secs.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "READY", "SMTP test server did not start");
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    fn messages(&self) -> Vec<Received> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .map(|p| {
-                let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-                Received {
-                    rcpt_tos: v["rcpt_tos"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|r| r.as_str().unwrap().to_string())
-                        .collect(),
-                    data: v["data"].as_str().unwrap().to_string(),
-                }
-            })
-            .collect()
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
-            assert!(Instant::now() < deadline, "expected {n} messages, got {}", m.len());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use crate::support::{
+    PASSWORD, TestApp, access, free_port,
+    smtp::{Received, Script, SmtpServer},
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -197,7 +33,7 @@ fn fast(env: &mut std::collections::HashMap<String, String>) {
     env.insert("CIFIX_PUBLIC_URL".into(), "https://learn.example.com".into());
 }
 
-async fn spawn_smtp(smtp: &Smtp, extra: &[(&str, &str)]) -> TestApp {
+async fn spawn_smtp(smtp: &SmtpServer, extra: &[(&str, &str)]) -> TestApp {
     let url = smtp.url();
     let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     TestApp::spawn_with(move |env| {
@@ -208,17 +44,16 @@ async fn spawn_smtp(smtp: &Smtp, extra: &[(&str, &str)]) -> TestApp {
     .await
 }
 
-fn config(app: &TestApp) -> Config {
-    Config::from_lookup(|k| app.env.get(k).cloned()).unwrap()
+/// A mail worker as `cifix worker` builds it, from the application's own services.
+fn worker(app: &TestApp) -> Worker {
+    Worker::new(&app.state.email, Transport::from_config(&app.state.config).unwrap())
 }
 
-fn email_service(app: &TestApp, db: Db) -> EmailService {
-    EmailService::new(&config(app), db, JWT_SECRET.as_bytes())
-}
-
-fn worker(app: &TestApp, db: Db) -> Worker {
-    let cfg = config(app);
-    Worker::new(&email_service(app, db), Transport::from_config(&cfg).unwrap())
+/// A second, independent worker with a connection pool of its own, as another process has.
+async fn worker_of_another_process(app: &TestApp) -> Worker {
+    let mut email = app.state.email.clone();
+    email.db = Db::connect(&app.state.config.database_url, 4).await.unwrap();
+    Worker::new(&email, Transport::from_config(&app.state.config).unwrap())
 }
 
 async fn rows(app: &TestApp) -> Vec<email_outbox::Model> {
@@ -251,10 +86,6 @@ async fn wait_row(
     }
 }
 
-fn access(pair: &Value) -> String {
-    pair["access_token"].as_str().unwrap().to_string()
-}
-
 async fn make_admin(app: &TestApp, email: &str) -> String {
     app.register(email).await;
     cifix::entities::user::Entity::update_many()
@@ -274,7 +105,7 @@ fn eml_files(app: &TestApp) -> Vec<PathBuf> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// File transport (always runs)
+// File transport
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -290,7 +121,11 @@ async fn without_smtp_mail_lands_as_eml_files_and_the_link_verifies() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let data = std::fs::read_to_string(&file).unwrap();
-    let msg = Received { rcpt_tos: vec![], data: data.replace('\n', "\r\n").replace("\r\r\n", "\r\n") };
+    let msg = Received {
+        mail_from: String::new(),
+        rcpt_tos: vec![],
+        data: data.replace('\n', "\r\n").replace("\r\r\n", "\r\n"),
+    };
     assert!(msg.header("To").unwrap().contains("newcomer@example.com"));
     assert!(msg.header("Subject").unwrap().contains("confirm your email"));
     assert!(msg.header("List-Unsubscribe").is_none(), "security mail cannot be unsubscribed from");
@@ -391,13 +226,13 @@ async fn forgot_for_an_unknown_email_is_202_and_sends_nothing() {
 
 #[tokio::test]
 async fn verify_flow_end_to_end() {
-    require_smtp!();
-    let smtp = Smtp::start(&[]);
+    let smtp = SmtpServer::start(Script::default()).await;
     let app = spawn_smtp(&smtp, &[]).await;
     let pair = app.register("vera@example.com").await;
     let msgs = smtp.wait_for(1).await;
     let m = &msgs[0];
     assert_eq!(m.rcpt_tos, vec!["vera@example.com"]);
+    assert_eq!(m.mail_from, "no-reply@localhost", "the envelope sender is the From address");
     assert!(m.header("Subject").unwrap().contains("Welcome to CIFIX LEARN"));
     assert!(m.header("From").unwrap().contains("no-reply@localhost"));
     assert!(m.header("To").unwrap().contains("Test User"));
@@ -431,8 +266,7 @@ async fn verify_flow_end_to_end() {
 
 #[tokio::test]
 async fn forgot_and_reset_end_to_end() {
-    require_smtp!();
-    let smtp = Smtp::start(&[]);
+    let smtp = SmtpServer::start(Script::default()).await;
     let app = spawn_smtp(&smtp, &[]).await;
     let pair = app.register("rita@example.com").await;
     smtp.wait_for(1).await;
@@ -484,7 +318,6 @@ async fn forgot_and_reset_end_to_end() {
 
 #[tokio::test]
 async fn smtp_down_loses_nothing_and_delivers_once_when_it_returns() {
-    require_smtp!();
     let port = free_port();
     let app = TestApp::spawn_with(move |env| {
         fast(env);
@@ -507,7 +340,7 @@ async fn smtp_down_loses_nothing_and_delivers_once_when_it_returns() {
     );
     eprintln!("while the SMTP server was down: attempts={} last_error={:?}", r.attempts, r.last_error);
 
-    let smtp = Smtp::start_on(port, &[]);
+    let smtp = SmtpServer::start_on(port, Script::default()).await;
     let r = wait_row(&app, "patient@example.com", "sent", |r| r.status == status::SENT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got: Vec<_> = smtp.messages().into_iter().filter(|m| m.rcpt_tos == ["patient@example.com"]).collect();
@@ -516,19 +349,17 @@ async fn smtp_down_loses_nothing_and_delivers_once_when_it_returns() {
 
     // The server goes down and comes back mid-test: mail enqueued meanwhile is kept and sent.
     let mut smtp = smtp;
-    smtp.stop();
+    smtp.stop().await;
     app.register("second@example.com").await;
     wait_row(&app, "second@example.com", "a failed attempt", |r| r.attempts >= 1 && r.last_error.is_some()).await;
-    smtp.restart(&[]);
+    smtp.restart(Script::default()).await;
     wait_row(&app, "second@example.com", "sent", |r| r.status == status::SENT).await;
     assert_eq!(smtp.messages().iter().filter(|m| m.rcpt_tos == ["second@example.com"]).count(), 1);
 }
 
 #[tokio::test]
 async fn a_slow_server_within_the_timeout_gets_each_email_once() {
-    require_smtp!();
-    let mut smtp = Smtp { child: None, dir: tempfile::tempdir().unwrap(), port: free_port() };
-    smtp.restart_with(&[], 1.0);
+    let smtp = SmtpServer::start(Script { delay: Duration::from_secs(1), ..Script::default() }).await;
     let app = spawn_smtp(&smtp, &[("CIFIX_SMTP_TIMEOUT_SECS", "5")]).await;
     app.register("slow1@example.com").await;
     app.register("slow2@example.com").await;
@@ -543,8 +374,7 @@ async fn a_slow_server_within_the_timeout_gets_each_email_once() {
 
 #[tokio::test]
 async fn a_rejected_recipient_is_retried_then_failed_and_an_admin_can_retry() {
-    require_smtp!();
-    let smtp = Smtp::start(&["bounce@example.com"]);
+    let smtp = SmtpServer::start(Script::rejecting(&["bounce@example.com"])).await;
     let app = spawn_smtp(&smtp, &[("CIFIX_EMAIL_MAX_ATTEMPTS", "3")]).await;
     let admin = make_admin(&app, "boss@example.com").await;
     app.register("bounce@example.com").await;
@@ -578,15 +408,14 @@ async fn a_rejected_recipient_is_retried_then_failed_and_an_admin_can_retry() {
 
 #[tokio::test]
 async fn a_crashed_workers_stale_lease_is_reclaimed_and_sent_once() {
-    require_smtp!();
-    let smtp = Smtp::start(&[]);
+    let smtp = SmtpServer::start(Script::default()).await;
     let app = spawn_smtp(&smtp, &[("CIFIX_EMAIL_WORKER", "false"), ("CIFIX_EMAIL_LEASE_SECS", "60")]).await;
     app.register("crash@example.com").await;
-    let crashed = worker(&app, app.db.clone());
+    let crashed = worker(&app);
     // The "crashed" worker claims and then never sends or records anything.
     let (_, claimed) = crashed.claim(10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    let other = worker(&app, app.db.clone());
+    let other = worker_of_another_process(&app).await;
     assert_eq!(other.run_once().await.unwrap().claimed, 0, "a live lease is respected");
     // Time passes beyond the lease.
     email_outbox::Entity::update_many()
@@ -606,10 +435,9 @@ async fn a_crashed_workers_stale_lease_is_reclaimed_and_sent_once() {
 
 #[tokio::test]
 async fn two_workers_never_send_the_same_email_twice() {
-    require_smtp!();
-    let smtp = Smtp::start(&[]);
+    let smtp = SmtpServer::start(Script::default()).await;
     let app = spawn_smtp(&smtp, &[("CIFIX_EMAIL_WORKER", "false"), ("CIFIX_EMAIL_CONCURRENCY", "4")]).await;
-    let svc = email_service(&app, app.db.clone());
+    let svc = &app.state.email;
     let n = 60;
     let txn = app.db.begin_write().await.unwrap();
     for i in 0..n {
@@ -626,9 +454,7 @@ async fn two_workers_never_send_the_same_email_twice() {
     }
     txn.commit().await.unwrap();
     // Two workers with their own connection pools, as two processes would have.
-    let url = app.env["DATABASE_URL"].clone();
-    let db2 = Db::connect(&url, 4).await.unwrap();
-    let (a, b) = (worker(&app, app.db.clone()), worker(&app, db2));
+    let (a, b) = (worker(&app), worker_of_another_process(&app).await);
     let (pa, pb) = tokio::join!(a.drain(), b.drain());
     let (pa, pb) = (pa.unwrap(), pb.unwrap());
     assert_eq!(pa.sent + pb.sent, n);
@@ -645,8 +471,7 @@ async fn two_workers_never_send_the_same_email_twice() {
 
 #[tokio::test]
 async fn preferences_and_one_click_unsubscribe() {
-    require_smtp!();
-    let smtp = Smtp::start(&[]);
+    let smtp = SmtpServer::start(Script::default()).await;
     let app = spawn_smtp(&smtp, &[]).await;
     let pair = app.register("pia@example.com").await;
     let token = access(&pair);
@@ -657,7 +482,7 @@ async fn preferences_and_one_click_unsubscribe() {
         json!({"email": {"achievements": true, "progress_digest": true, "assessment_results": true, "new_sign_in": true}})
     );
     let user_id: uuid::Uuid = pair["user"]["id"].as_str().unwrap().parse().unwrap();
-    let svc = email_service(&app, app.db.clone());
+    let svc = &app.state.email;
     let award = || json!({"achievement": "First steps", "description": "You finished your first lesson."});
     let txn = app.db.begin_write().await.unwrap();
     assert!(svc.enqueue_for_user(&txn, user_id, Template::AchievementAwarded, award()).await.unwrap().is_some());
@@ -749,8 +574,7 @@ async fn preferences_and_one_click_unsubscribe() {
 
 #[tokio::test]
 async fn header_injection_never_reaches_headers() {
-    require_smtp!();
-    let smtp = Smtp::start(&[]);
+    let smtp = SmtpServer::start(Script::default()).await;
     let app = spawn_smtp(&smtp, &[]).await;
     // At the API edge.
     let res = app
@@ -774,7 +598,7 @@ async fn header_injection_never_reaches_headers() {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Deeper, for callers that skip the edge: the outbox itself refuses or flattens.
-    let svc = email_service(&app, app.db.clone());
+    let svc = &app.state.email;
     let txn = app.db.begin_write().await.unwrap();
     let err = svc
         .enqueue(
@@ -819,10 +643,9 @@ async fn header_injection_never_reaches_headers() {
 /// Throughput of one worker to the local SMTP server. Printed, not asserted.
 #[tokio::test]
 async fn throughput_report() {
-    require_smtp!();
-    let smtp = Smtp::start(&[]);
+    let smtp = SmtpServer::start(Script::default()).await;
     let app = spawn_smtp(&smtp, &[("CIFIX_EMAIL_WORKER", "false"), ("CIFIX_EMAIL_CONCURRENCY", "8")]).await;
-    let svc = email_service(&app, app.db.clone());
+    let svc = &app.state.email;
     let n = 300;
     let txn = app.db.begin_write().await.unwrap();
     for i in 0..n {
@@ -838,7 +661,7 @@ async fn throughput_report() {
         svc.enqueue(&txn, out).await.unwrap();
     }
     txn.commit().await.unwrap();
-    let w = worker(&app, app.db.clone());
+    let w = worker(&app);
     let start = Instant::now();
     let pass = w.drain().await.unwrap();
     let secs = start.elapsed().as_secs_f64();
@@ -846,7 +669,7 @@ async fn throughput_report() {
     smtp.wait_for(n).await;
     println!(
         "email throughput ({}): {n} emails in {secs:.2}s = {:.0} emails/s (one worker, 8 concurrent SMTP connections)",
-        if common::use_postgres() { "PostgreSQL" } else { "SQLite" },
+        if crate::support::use_postgres() { "PostgreSQL" } else { "SQLite" },
         n as f64 / secs
     );
 }

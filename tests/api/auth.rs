@@ -1,9 +1,8 @@
 //! Accounts and sessions over real HTTP: registration, sign-in, refresh rotation, logout, the
 //! account endpoints, password rules, lockout, and hostile access tokens.
-mod common;
 
+use crate::support::{JWT_SECRET, PASSWORD, TestApp, access, error_fields, expect, problem, s, sql_str};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{JWT_SECRET, PASSWORD, TestApp, error_fields, problem};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use reqwest::{Method, Response, StatusCode};
 use sea_orm::ConnectionTrait;
@@ -14,22 +13,6 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Asserts the status (showing the body on mismatch) and returns the JSON body (Null if empty).
-async fn expect(res: Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    }
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")).to_string()
-}
 
 /// The claims of a JWT, read without verifying (the client's view of its own token).
 fn jwt_claims(token: &str) -> Value {
@@ -45,10 +28,6 @@ fn jwt_header(token: &str) -> Value {
 /// The session id carried by an access token.
 fn sid_of(pair: &Value) -> String {
     s(&jwt_claims(&s(&pair["access_token"]))["sid"])
-}
-
-fn access(pair: &Value) -> String {
-    s(&pair["access_token"])
 }
 
 fn refresh_tok(pair: &Value) -> String {
@@ -71,10 +50,6 @@ async fn login_ok(app: &TestApp, email: &str, password: &str) -> Value {
 fn without_request_id(mut body: Value) -> Value {
     body.as_object_mut().unwrap().remove("request_id");
     body
-}
-
-fn sql_str(v: &str) -> String {
-    v.replace('\'', "''")
 }
 
 /// The key id the server derives from its secret: hex of the first 6 bytes of

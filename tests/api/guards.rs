@@ -1,9 +1,8 @@
 //! The guards every endpoint inherits, over real HTTP: request ids, error shapes, body rules,
 //! SQL injection, security headers, CORS, rate limits, trusted proxies, operations endpoints and
 //! the append-only audit trail.
-mod common;
 
-use common::{PASSWORD, TestApp, error_fields, problem, use_postgres};
+use crate::support::{PASSWORD, TestApp, error_fields, expect, problem, s, sql_str, use_postgres};
 use reqwest::{Method, Response, StatusCode, header::HeaderMap};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -55,23 +54,8 @@ async fn checked(res: Response, what: &str) -> (StatusCode, HeaderMap, String) {
     (status, headers, text)
 }
 
-async fn expect(res: Response, status: StatusCode) -> Value {
-    let got = res.status();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "unexpected status; body: {text}");
-    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")).to_string()
-}
-
 fn header(res: &Response, name: &str) -> Option<String> {
     res.headers().get(name).map(|v| v.to_str().unwrap().to_string())
-}
-
-fn sql_str(v: &str) -> String {
-    v.replace('\'', "''")
 }
 
 /// A raw body with a chosen content type.

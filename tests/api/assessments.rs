@@ -1,13 +1,10 @@
 //! Assessment tool integration through real HTTP, on SQLite or PostgreSQL + Redis: machine
 //! clients and signatures, assessments, results deliveries, learning paths.
 
-mod common;
-#[path = "common/catalog.rs"]
-mod fixtures;
-
+use crate::support::catalog::{course, lesson, module, publish};
+use crate::support::{TestApp, error_fields, problem};
+use crate::support::{User, expect};
 use chrono::{Duration, Utc};
-use common::{TestApp, error_fields, problem};
-use fixtures::{User, count, course, expect, get_json, lesson, module, publish, send, user};
 use hmac::{Hmac, Mac};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -91,13 +88,15 @@ async fn deliver(app: &TestApp, c: &Client, body: &Value) -> Response {
 }
 
 async fn new_client(app: &TestApp, admin: &User) -> Client {
-    let res = send(app, Method::POST, "/admin/integrations/clients", admin, json!({"name": "Streamlit tool"})).await;
+    let res = app
+        .send_json(Method::POST, "/admin/integrations/clients", admin.auth(), json!({"name": "Streamlit tool"}))
+        .await;
     let b = expect(res, StatusCode::CREATED).await;
     Client { id: b["client_id"].as_str().unwrap().into(), secret: b["client_secret"].as_str().unwrap().into() }
 }
 
 async fn start(app: &TestApp, student: &User) -> Value {
-    expect(send(app, Method::POST, "/me/assessments", student, json!({})).await, StatusCode::CREATED).await
+    expect(app.send_json(Method::POST, "/me/assessments", student.auth(), json!({})).await, StatusCode::CREATED).await
 }
 
 fn results(assessment_id: &str, external_id: &str) -> Value {
@@ -118,8 +117,8 @@ struct Setup {
 }
 
 async fn setup(app: &TestApp) -> Setup {
-    let admin = user(app, "admin", "admin").await;
-    let student = user(app, "student", "student").await;
+    let admin = app.user("admin", "admin").await;
+    let student = app.user("student", "student").await;
     let client = new_client(app, &admin).await;
     Setup { admin, student, client }
 }
@@ -179,7 +178,7 @@ async fn signatures_are_required_and_checked() {
         .await
         .unwrap();
     problem(res, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 0);
 
     // A correct delivery works once; the same request replayed (same nonce) is refused even
     // though the body is a legitimate idempotent repeat.
@@ -208,33 +207,38 @@ async fn signatures_are_required_and_checked() {
 async fn clients_are_admin_only_revocable_and_rotate_with_overlap() {
     let app = TestApp::spawn().await;
     let s = setup(&app).await;
-    let instructor = user(&app, "teacher", "instructor").await;
+    let instructor = app.user("teacher", "instructor").await;
     for u in [&s.student, &instructor] {
         problem(
-            send(&app, Method::POST, "/admin/integrations/clients", u, json!({"name": "x"})).await,
+            app.send_json(Method::POST, "/admin/integrations/clients", u.auth(), json!({"name": "x"})).await,
             StatusCode::NOT_FOUND,
         )
         .await;
     }
     let p = problem(
-        send(&app, Method::POST, "/admin/integrations/clients", &s.admin, json!({"name": ""})).await,
+        app.send_json(Method::POST, "/admin/integrations/clients", s.admin.auth(), json!({"name": ""})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     assert_eq!(error_fields(&p), vec!["name"]);
-    let list = get_json(&app, "/admin/integrations/clients", &s.admin).await;
+    let list = app.get_json("/admin/integrations/clients", s.admin.auth()).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert!(!list.to_string().contains(&s.client.secret), "secrets are shown once");
     // Only the hash is stored.
     assert_eq!(
-        count(&app, &format!("SELECT COUNT(*) FROM integration_clients WHERE key_hash = '{}'", s.client.secret)).await,
+        app.count(&format!("SELECT COUNT(*) FROM integration_clients WHERE key_hash = '{}'", s.client.secret)).await,
         0
     );
 
     // Rotate: the new secret works at once and the old one during the overlap.
-    let res =
-        send(&app, Method::POST, &format!("/admin/integrations/clients/{}/rotate", s.client.id), &s.admin, json!({}))
-            .await;
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/admin/integrations/clients/{}/rotate", s.client.id),
+            s.admin.auth(),
+            json!({}),
+        )
+        .await;
     let rot = expect(res, StatusCode::OK).await;
     let new = Client { id: s.client.id.clone(), secret: rot["client_secret"].as_str().unwrap().into() };
     assert_ne!(new.secret, s.client.secret);
@@ -246,15 +250,18 @@ async fn clients_are_admin_only_revocable_and_rotate_with_overlap() {
 
     // Revoked: every signature fails; rotating a revoked client is 404; revoking twice is fine.
     let path = format!("/admin/integrations/clients/{}", s.client.id);
-    expect(fixtures::delete(&app, &path, &s.admin).await, StatusCode::NO_CONTENT).await;
-    expect(fixtures::delete(&app, &path, &s.admin).await, StatusCode::NO_CONTENT).await;
+    expect(app.delete(&path, s.admin.auth()).await, StatusCode::NO_CONTENT).await;
+    expect(app.delete(&path, s.admin.auth()).await, StatusCode::NO_CONTENT).await;
     let a3 = start(&app, &s.student).await;
     problem(deliver(&app, &new, &results(a3["id"].as_str().unwrap(), "after-revoke")).await, StatusCode::UNAUTHORIZED)
         .await;
-    problem(send(&app, Method::POST, &format!("{path}/rotate"), &s.admin, json!({})).await, StatusCode::NOT_FOUND)
-        .await;
-    problem(fixtures::delete(&app, &path, &s.student).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'integration_client.%'").await, 3);
+    problem(
+        app.send_json(Method::POST, &format!("{path}/rotate"), s.admin.auth(), json!({})).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(app.delete(&path, s.student.auth()).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'integration_client.%'").await, 3);
 }
 
 #[tokio::test]
@@ -264,9 +271,14 @@ async fn a_rotated_secret_stops_working_after_the_overlap() {
     })
     .await;
     let s = setup(&app).await;
-    let res =
-        send(&app, Method::POST, &format!("/admin/integrations/clients/{}/rotate", s.client.id), &s.admin, json!({}))
-            .await;
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/admin/integrations/clients/{}/rotate", s.client.id),
+            s.admin.auth(),
+            json!({}),
+        )
+        .await;
     let rot = expect(res, StatusCode::OK).await;
     let a = start(&app, &s.student).await;
     let body = results(a["id"].as_str().unwrap(), "x");
@@ -288,32 +300,33 @@ async fn assessments_are_started_by_students_and_read_by_owner_admin_and_instruc
     assert_eq!(a["launch_url"], format!("https://tool.example/app?launch_token={token}"));
     let expires: chrono::DateTime<Utc> = a["expires_at"].as_str().unwrap().parse().unwrap();
     assert!((expires - Utc::now() - Duration::hours(2)).num_seconds().abs() < 60, "default 2 h");
-    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM assessments WHERE launch_token_hash = '{token}'")).await, 0);
+    assert_eq!(app.count(&format!("SELECT COUNT(*) FROM assessments WHERE launch_token_hash = '{token}'")).await, 0);
 
-    let list = get_json(&app, "/me/assessments", &s.student).await;
+    let list = app.get_json("/me/assessments", s.student.auth()).await;
     assert_eq!(list["items"][0]["id"], a["id"]);
     assert_eq!(list["items"][0]["status"], "pending");
     let path = format!("/assessments/{}", a["id"].as_str().unwrap());
-    assert_eq!(get_json(&app, &path, &s.student).await["status"], "pending");
-    assert_eq!(get_json(&app, &path, &s.admin).await["id"], a["id"]);
+    assert_eq!(app.get_json(&path, s.student.auth()).await["status"], "pending");
+    assert_eq!(app.get_json(&path, s.admin.auth()).await["id"], a["id"]);
 
     // Another student, an unrelated instructor: 404. The student's own instructor: 200.
-    let other = user(&app, "other", "student").await;
-    let teacher = user(&app, "teacher", "instructor").await;
-    let stranger = user(&app, "stranger", "instructor").await;
+    let other = app.user("other", "student").await;
+    let teacher = app.user("teacher", "instructor").await;
+    let stranger = app.user("stranger", "instructor").await;
     problem(app.get(&path, Some(&other.token)).await, StatusCode::NOT_FOUND).await;
     problem(app.get(&path, Some(&stranger.token)).await, StatusCode::NOT_FOUND).await;
     problem(app.get("/assessments/not-a-uuid", Some(&s.student.token)).await, StatusCode::NOT_FOUND).await;
     let c = course(&app, &teacher, "rust-101").await;
     publish(&app, &teacher, &c).await;
     expect(
-        send(&app, Method::POST, &format!("/courses/{c}/enrollments"), &s.student, json!({})).await,
+        app.send_json(Method::POST, &format!("/courses/{c}/enrollments"), s.student.auth(), json!({})).await,
         StatusCode::CREATED,
     )
     .await;
-    assert_eq!(get_json(&app, &path, &teacher).await["id"], a["id"]);
+    assert_eq!(app.get_json(&path, teacher.auth()).await["id"], a["id"]);
     // Only students start assessments.
-    problem(send(&app, Method::POST, "/me/assessments", &teacher, json!({})).await, StatusCode::NOT_FOUND).await;
+    problem(app.send_json(Method::POST, "/me/assessments", teacher.auth(), json!({})).await, StatusCode::NOT_FOUND)
+        .await;
     problem(app.post("/me/assessments", None, json!({})).await, StatusCode::UNAUTHORIZED).await;
 }
 
@@ -327,13 +340,13 @@ async fn expired_assessments_read_expired_and_refuse_results() {
     let a = start(&app, &s.student).await;
     let path = format!("/assessments/{}", a["id"].as_str().unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(get_json(&app, &path, &s.student).await["status"], "expired");
-    assert_eq!(get_json(&app, "/me/assessments", &s.student).await["items"][0]["status"], "expired");
+    assert_eq!(app.get_json(&path, s.student.auth()).await["status"], "expired");
+    assert_eq!(app.get_json("/me/assessments", s.student.auth()).await["items"][0]["status"], "expired");
     let p = problem(deliver(&app, &s.client, &results(a["id"].as_str().unwrap(), "late")).await, StatusCode::CONFLICT)
         .await;
     assert_eq!(p["type"], "urn:cifix:problem:assessment-expired");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM skill_levels").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM skill_levels").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 0);
 }
 
 #[tokio::test]
@@ -379,7 +392,7 @@ async fn bad_results_are_refused_naming_the_field_and_nothing_is_written() {
     // Unknown assessment: 404. A launch token of another student's assessment: 422.
     problem(deliver(&app, &s.client, &results(&uuid::Uuid::now_v7().to_string(), "e1")).await, StatusCode::NOT_FOUND)
         .await;
-    let other = user(&app, "other", "student").await;
+    let other = app.user("other", "student").await;
     let theirs = start(&app, &other).await;
     let mut body = results(id, "e1");
     body["launch_token"] = theirs["launch_token"].clone();
@@ -389,13 +402,13 @@ async fn bad_results_are_refused_naming_the_field_and_nothing_is_written() {
     body["launch_token"] = json!("no-such-token");
     problem(deliver(&app, &s.client, &body).await, StatusCode::NOT_FOUND).await;
 
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM skill_levels").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM learning_paths").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM notifications").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM skill_levels").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM learning_paths").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM notifications").await, 0);
     // Refusals that got past parsing are audited with the client as actor (10 invalid, 2 not
     // found, 1 mismatch); unparseable bodies are refused at the edge before the service.
-    let log = get_json(&app, "/admin/audit-log?action=assessment.results_rejected&limit=100", &s.admin).await;
+    let log = app.get_json("/admin/audit-log?action=assessment.results_rejected&limit=100", s.admin.auth()).await;
     let rows = log["items"].as_array().unwrap();
     assert_eq!(rows.len(), 13);
     assert!(rows.iter().all(|r| r["actor_id"] == s.client.id.as_str()));
@@ -411,9 +424,9 @@ async fn bad_results_are_refused_naming_the_field_and_nothing_is_written() {
 async fn row_counts(app: &TestApp) -> Vec<i64> {
     let mut v = vec![];
     for t in ["assessments WHERE status = 'completed'", "skill_levels", "learning_paths", "notifications"] {
-        v.push(count(app, &format!("SELECT COUNT(*) FROM {t}")).await);
+        v.push(app.count(&format!("SELECT COUNT(*) FROM {t}")).await);
     }
-    v.push(count(app, "SELECT COUNT(*) FROM audit_log WHERE action = 'assessment.complete'").await);
+    v.push(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'assessment.complete'").await);
     v
 }
 
@@ -430,14 +443,14 @@ async fn deliveries_are_idempotent_by_external_id() {
     assert_eq!(first["skills"].as_array().unwrap().len(), 3);
     let before = row_counts(&app).await;
     assert_eq!(before, vec![1, 3, 1, 2, 1]);
-    let generated = get_json(&app, "/me/learning-path", &s.student).await["generated_at"].clone();
+    let generated = app.get_json("/me/learning-path", s.student.auth()).await["generated_at"].clone();
 
     // A retry (fresh nonce, same body, keys in another order) is 200 and changes nothing.
     let reordered: Value = serde_json::from_str(&serde_json::to_string(&body).unwrap()).unwrap();
     let again = expect(deliver(&app, &s.client, &reordered).await, StatusCode::OK).await;
     assert_eq!(again, first);
     assert_eq!(row_counts(&app).await, before);
-    assert_eq!(get_json(&app, "/me/learning-path", &s.student).await["generated_at"], generated);
+    assert_eq!(app.get_json("/me/learning-path", s.student.auth()).await["generated_at"], generated);
 
     // The same external_id with another body: 409, nothing changes.
     let mut changed = body.clone();
@@ -448,26 +461,24 @@ async fn deliveries_are_idempotent_by_external_id() {
     let p = problem(deliver(&app, &s.client, &results(id, "tool-run-43")).await, StatusCode::CONFLICT).await;
     assert_eq!(p["type"], "urn:cifix:problem:assessment-completed");
     assert_eq!(row_counts(&app).await, before);
-    assert_eq!(get_json(&app, &format!("/assessments/{id}"), &s.student).await["overall_score"], 52.5);
+    assert_eq!(app.get_json(&format!("/assessments/{id}"), s.student.auth()).await["overall_score"], 52.5);
 
     // The raw body is stored as received.
-    let raw = count(
-        &app,
-        &format!(
+    let raw = app
+        .count(&format!(
             "SELECT COUNT(*) FROM assessments WHERE raw_payload = '{}'",
             String::from_utf8(serde_json::to_vec(&body).unwrap()).unwrap().replace('\'', "''")
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(raw, 1);
 
     // Audited with the client as actor, the assessment as target.
-    let log = get_json(&app, "/admin/audit-log?action=assessment.complete", &s.admin).await;
+    let log = app.get_json("/admin/audit-log?action=assessment.complete", s.admin.auth()).await;
     let e = &log["items"][0];
     assert_eq!(e["actor_id"], s.client.id.as_str());
     assert_eq!(e["target_id"], id);
     assert_eq!(e["details"]["client_id"], s.client.id.as_str());
-    let log = get_json(&app, &format!("/admin/audit-log?actor_id={}", s.client.id), &s.admin).await;
+    let log = app.get_json(&format!("/admin/audit-log?actor_id={}", s.client.id), s.admin.auth()).await;
     let actions: Vec<&str> = log["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert!(actions.contains(&"assessment.results_repeat") && actions.contains(&"learning_path.update"), "{actions:?}");
 }
@@ -495,7 +506,7 @@ async fn concurrent_duplicate_deliveries_complete_the_assessment_once() {
     let statuses: Vec<StatusCode> = res.iter().map(|r| r.status()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 7, "{statuses:?}");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM assessments WHERE status = 'completed'").await, 2);
 }
 
 async fn course_with_lesson(app: &TestApp, teacher: &User, slug: &str, published: bool) -> (String, String, String) {
@@ -512,21 +523,21 @@ async fn course_with_lesson(app: &TestApp, teacher: &User, slug: &str, published
 async fn results_build_an_explained_learning_path_that_follows_progress() {
     let app = TestApp::spawn().await;
     let s = setup(&app).await;
-    let teacher = user(&app, "teacher", "instructor").await;
-    let stranger = user(&app, "stranger", "instructor").await;
+    let teacher = app.user("teacher", "instructor").await;
+    let stranger = app.user("stranger", "instructor").await;
     // Slugs of the bundled config/learning-rules.json.
     let (first_steps, _, first_lesson) = course_with_lesson(&app, &teacher, "python-first-steps", true).await;
     let (beginners, beginners_module, _) = course_with_lesson(&app, &teacher, "python-for-beginners", true).await;
     course_with_lesson(&app, &teacher, "python-intermediate", false).await; // unpublished: never suggested
     let (chatbot, _, _) = course_with_lesson(&app, &teacher, "build-a-chatbot", true).await;
     expect(
-        send(&app, Method::POST, &format!("/courses/{beginners}/enrollments"), &s.student, json!({})).await,
+        app.send_json(Method::POST, &format!("/courses/{beginners}/enrollments"), s.student.auth(), json!({})).await,
         StatusCode::CREATED,
     )
     .await;
 
     // Before any assessment: an empty path.
-    let empty = get_json(&app, "/me/learning-path", &s.student).await;
+    let empty = app.get_json("/me/learning-path", s.student.auth()).await;
     assert_eq!(empty, json!({"generated_at": null, "based_on_assessment_id": null, "steps": []}));
 
     let a = start(&app, &s.student).await;
@@ -537,7 +548,7 @@ async fn results_build_an_explained_learning_path_that_follows_progress() {
         s.student.email
     );
     assert_eq!(app.count(&sql).await, 1);
-    let lp = get_json(&app, "/me/learning-path", &s.student).await;
+    let lp = app.get_json("/me/learning-path", s.student.auth()).await;
     assert_eq!(lp["based_on_assessment_id"], a["id"]);
     let steps = lp["steps"].as_array().unwrap();
     // python 35 (weakest) first, then ai 70; the unknown skill is stored and ignored.
@@ -552,47 +563,44 @@ async fn results_build_an_explained_learning_path_that_follows_progress() {
     assert_eq!(steps[1]["module_id"], beginners_module.as_str(), "enrolled: continue at the open module");
     assert!(steps[1]["reason"].as_str().unwrap().contains("continue with “python-for-beginners module”"));
     assert!(steps[2]["reason"].as_str().unwrap().starts_with("Your ai score was 70/100"));
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM skill_levels WHERE skill = 'brand_new-skill'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM skill_levels WHERE skill = 'brand_new-skill'").await, 1);
 
     // The dashboard shows it; admins and the student's instructors read it; others get 404.
-    let d = get_json(&app, "/me/dashboard", &s.student).await;
+    let d = app.get_json("/me/dashboard", s.student.auth()).await;
     assert_eq!(d["learning_path"], lp);
     let path = format!("/users/{}/learning-path", s.student.id);
-    assert_eq!(get_json(&app, &path, &s.admin).await, lp);
-    assert_eq!(get_json(&app, &path, &teacher).await, lp);
+    assert_eq!(app.get_json(&path, s.admin.auth()).await, lp);
+    assert_eq!(app.get_json(&path, teacher.auth()).await, lp);
     problem(app.get(&path, Some(&stranger.token)).await, StatusCode::NOT_FOUND).await;
-    let other = user(&app, "other", "student").await;
+    let other = app.user("other", "student").await;
     problem(app.get(&path, Some(&other.token)).await, StatusCode::NOT_FOUND).await;
     problem(app.get(&format!("/users/{}/learning-path", other.id), Some(&teacher.token)).await, StatusCode::NOT_FOUND)
         .await;
 
     // Notifications were stored for the student.
     assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM notifications WHERE kind IN ('assessment.completed', 'learning_path.updated')"
-        )
-        .await,
+        app.count("SELECT COUNT(*) FROM notifications WHERE kind IN ('assessment.completed', 'learning_path.updated')")
+            .await,
         2
     );
 
     // Completing a course recomputes the path: the finished course drops out.
     expect(
-        send(&app, Method::POST, &format!("/courses/{first_steps}/enrollments"), &s.student, json!({})).await,
+        app.send_json(Method::POST, &format!("/courses/{first_steps}/enrollments"), s.student.auth(), json!({})).await,
         StatusCode::CREATED,
     )
     .await;
-    let res = send(
-        &app,
-        Method::PUT,
-        &format!("/me/lessons/{first_lesson}/progress"),
-        &s.student,
-        json!({"status": "completed"}),
-    )
-    .await;
+    let res = app
+        .send_json(
+            Method::PUT,
+            &format!("/me/lessons/{first_lesson}/progress"),
+            s.student.auth(),
+            json!({"status": "completed"}),
+        )
+        .await;
     let r = expect(res, StatusCode::OK).await;
     assert!(r["course"]["completed_at"].is_string());
-    let lp2 = get_json(&app, "/me/learning-path", &s.student).await;
+    let lp2 = app.get_json("/me/learning-path", s.student.auth()).await;
     let courses: Vec<&str> =
         lp2["steps"].as_array().unwrap().iter().map(|s| s["course_id"].as_str().unwrap()).collect();
     assert_eq!(courses, vec![beginners.as_str(), chatbot.as_str()]);
@@ -616,12 +624,12 @@ async fn learning_rules_are_data_overridable_by_a_file() {
     })
     .await;
     let s = setup(&app).await;
-    let teacher = user(&app, "teacher", "instructor").await;
+    let teacher = app.user("teacher", "instructor").await;
     let (snakes, _, _) = course_with_lesson(&app, &teacher, "snakes", true).await;
     course_with_lesson(&app, &teacher, "python-first-steps", true).await; // bundled rules only
     let a = start(&app, &s.student).await;
     expect(deliver(&app, &s.client, &results(a["id"].as_str().unwrap(), "custom")).await, StatusCode::CREATED).await;
-    let lp = get_json(&app, "/me/learning-path", &s.student).await;
+    let lp = app.get_json("/me/learning-path", s.student.auth()).await;
     assert_eq!(
         lp["steps"],
         json!([{"position": 1, "course_id": snakes, "reason": "Custom: python at 35 means “Course snakes” first."}])
@@ -631,7 +639,7 @@ async fn learning_rules_are_data_overridable_by_a_file() {
     std::fs::write(&path, r#"{"version": 1, "rules": [{"skill": "Bad Code", "courses": ["x"], "reason": ""}]}"#)
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = common::base_env(&dir).await;
+    let (mut env, _scratch) = crate::support::base_env(&dir).await;
     env.insert("CIFIX_LEARNING_RULES_PATH".into(), path.display().to_string());
     let config = cifix::config::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
     let err = cifix::app::build(config).await.err().expect("refused").to_string();
@@ -646,7 +654,7 @@ async fn a_high_score_earns_the_assessment_achievement_once() {
     let s = setup(&app).await;
     let low = start(&app, &s.student).await;
     expect(deliver(&app, &s.client, &results(low["id"].as_str().unwrap(), "low")).await, StatusCode::CREATED).await;
-    let mine = get_json(&app, "/me/achievements", &s.student).await;
+    let mine = app.get_json("/me/achievements", s.student.auth()).await;
     let codes = |v: &Value| -> Vec<String> {
         let items = v.get("items").unwrap_or(v).as_array().unwrap().clone();
         items.iter().map(|a| a["achievement"]["code"].as_str().unwrap_or_default().to_string()).collect()
@@ -659,7 +667,7 @@ async fn a_high_score_earns_the_assessment_achievement_once() {
         body["overall_score"] = json!(95);
         expect(deliver(&app, &s.client, &body).await, StatusCode::CREATED).await;
     }
-    let mine = get_json(&app, "/me/achievements", &s.student).await;
+    let mine = app.get_json("/me/achievements", s.student.auth()).await;
     assert_eq!(codes(&mine).iter().filter(|c| *c == "assessment_score_90").count(), 1, "{mine}");
     let sql = format!(
         "SELECT COUNT(*) FROM notifications n JOIN users u ON u.id = n.user_id \
