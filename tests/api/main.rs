@@ -13,4 +13,5 @@ mod email;
 mod guards;
 mod process;
 mod progress;
+mod reactions;
 mod realtime;
