@@ -1,6 +1,5 @@
 //! Live-delivery clients for tests: a WebSocket client (tokio-tungstenite) and a minimal SSE
 //! reader over reqwest, both speaking to a real server.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio_tungstenite::{
     tungstenite::{Message, client::IntoClientRequest, protocol::CloseFrame},
 };
 
-use crate::common::TestApp;
+use super::TestApp;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

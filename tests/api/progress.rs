@@ -1,17 +1,14 @@
 //! Enrollment, progress, rollups and the dashboard, through real HTTP, on SQLite or PostgreSQL.
 
-mod common;
-#[path = "common/catalog.rs"]
-mod fixtures;
-
+use crate::support::catalog::{World, course, lesson, publish, world};
+use crate::support::expect;
+use crate::support::{TestApp, error_fields, problem};
 use chrono::{DateTime, Utc};
-use common::{TestApp, error_fields, problem};
-use fixtures::{World, count, delete, expect, get_json, lesson, send, user, world};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 async fn put(app: &TestApp, w: &World, lesson: &str, body: Value) -> Response {
-    send(app, Method::PUT, &format!("/me/lessons/{lesson}/progress"), &w.student, body).await
+    app.send_json(Method::PUT, &format!("/me/lessons/{lesson}/progress"), w.student.auth(), body).await
 }
 
 async fn put_ok(app: &TestApp, w: &World, lesson: &str, body: Value) -> Value {
@@ -19,7 +16,7 @@ async fn put_ok(app: &TestApp, w: &World, lesson: &str, body: Value) -> Value {
 }
 
 async fn my_course(app: &TestApp, w: &World) -> Value {
-    let p = get_json(app, "/me/progress", &w.student).await;
+    let p = app.get_json("/me/progress", w.student.auth()).await;
     let items = p["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     items[0].clone()
@@ -34,24 +31,24 @@ async fn enrolling_twice_is_the_same_enrollment() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 1).await;
     let path = format!("/courses/{}/enrollments", w.course_id);
-    let again = expect(send(&app, Method::POST, &path, &w.student, json!({})).await, StatusCode::OK).await;
-    let list = get_json(&app, "/me/enrollments", &w.student).await;
+    let again = expect(app.send_json(Method::POST, &path, w.student.auth(), json!({})).await, StatusCode::OK).await;
+    let list = app.get_json("/me/enrollments", w.student.auth()).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["id"], again["id"]);
     assert_eq!(list["items"][0]["enrolled_at"], again["enrolled_at"]);
     assert_eq!(again["course_id"], w.course_id);
 
     // Concurrent first enrollments of another student: one row, one 201.
-    let s2 = user(&app, "s2", "student").await;
-    let futs = (0..10).map(|_| send(&app, Method::POST, &path, &s2, json!({})));
+    let s2 = app.user("s2", "student").await;
+    let futs = (0..10).map(|_| app.send_json(Method::POST, &path, s2.auth(), json!({})));
     let statuses: Vec<StatusCode> = futures::future::join_all(futs).await.iter().map(|r| r.status()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 9);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM enrollments").await, 2);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'enrollment.create'").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM enrollments").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'enrollment.create'").await, 2);
 
     // Instructors do not enroll (API.md: students only).
-    problem(send(&app, Method::POST, &path, &w.instructor, json!({})).await, StatusCode::NOT_FOUND).await;
+    problem(app.send_json(Method::POST, &path, w.instructor.auth(), json!({})).await, StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
@@ -97,8 +94,8 @@ async fn progress_is_monotonic_and_idempotent() {
         assert_eq!(r["lesson"]["completed_at"], completed_at);
         assert_eq!(r["course"]["completed_lessons"], 1);
     }
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'progress.update'").await, 6);
+    assert_eq!(app.count("SELECT COUNT(*) FROM lesson_progress").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'progress.update'").await, 6);
 }
 
 #[tokio::test]
@@ -135,15 +132,15 @@ async fn bad_progress_is_rejected_naming_the_field_and_writes_nothing() {
         let p = problem(put(&app, &w, l, body.clone()).await, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(error_fields(&p), vec![field], "{body}");
     }
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'progress.%'").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM lesson_progress").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'progress.%'").await, 0);
 }
 
 #[tokio::test]
 async fn progress_outside_enrolled_courses_is_404() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 1).await;
-    let outsider = user(&app, "outsider", "student").await;
+    let outsider = app.user("outsider", "student").await;
     let body = json!({"status": "completed"});
     let l = &w.lesson_ids[0];
     // Not enrolled, unknown lesson, malformed id.
@@ -152,9 +149,9 @@ async fn progress_outside_enrolled_courses_is_404() {
         "/me/lessons/00000000-0000-0000-0000-000000000000/progress".to_string(),
         "/me/lessons/nope/progress".to_string(),
     ] {
-        problem(send(&app, Method::PUT, &path, &outsider, body.clone()).await, StatusCode::NOT_FOUND).await;
+        problem(app.send_json(Method::PUT, &path, outsider.auth(), body.clone()).await, StatusCode::NOT_FOUND).await;
     }
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM lesson_progress").await, 0);
     problem(
         app.req(Method::PUT, &format!("/me/lessons/{l}/progress"), None).json(&body).send().await.unwrap(),
         StatusCode::UNAUTHORIZED,
@@ -167,9 +164,9 @@ async fn others_progress_is_visible_only_to_their_instructors_and_admins() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 2).await;
     put_ok(&app, &w, &w.lesson_ids[0], json!({"status": "completed"})).await;
-    let other_student = user(&app, "nosy", "student").await;
-    let other_teacher = user(&app, "rival", "instructor").await;
-    let admin = user(&app, "boss", "admin").await;
+    let other_student = app.user("nosy", "student").await;
+    let other_teacher = app.user("rival", "instructor").await;
+    let admin = app.user("boss", "admin").await;
     let path = format!("/users/{}/progress", w.student.id);
 
     problem(app.get(&path, Some(&other_student.token)).await, StatusCode::NOT_FOUND).await;
@@ -183,22 +180,22 @@ async fn others_progress_is_visible_only_to_their_instructors_and_admins() {
     problem(app.get(&path, Some(&w.student.token)).await, StatusCode::NOT_FOUND).await;
 
     for u in [&w.instructor, &admin] {
-        let p = get_json(&app, &path, u).await;
+        let p = app.get_json(&path, u.auth()).await;
         assert_eq!(p["items"][0]["course_id"], w.course_id);
         assert_eq!(p["items"][0]["completed_lessons"], 1);
     }
     // The other instructor's student, once enrolled in the rival's course, is still not visible
     // through it to our instructor: only their own courses show.
-    let rival_course = fixtures::course(&app, &other_teacher, "rival-course").await;
-    fixtures::publish(&app, &other_teacher, &rival_course).await;
+    let rival_course = course(&app, &other_teacher, "rival-course").await;
+    publish(&app, &other_teacher, &rival_course).await;
     expect(
-        send(&app, Method::POST, &format!("/courses/{rival_course}/enrollments"), &w.student, json!({})).await,
+        app.send_json(Method::POST, &format!("/courses/{rival_course}/enrollments"), w.student.auth(), json!({})).await,
         StatusCode::CREATED,
     )
     .await;
-    let p = get_json(&app, &path, &w.instructor).await;
+    let p = app.get_json(&path, w.instructor.auth()).await;
     assert_eq!(p["items"].as_array().unwrap().len(), 1);
-    let p = get_json(&app, &path, &admin).await;
+    let p = app.get_json(&path, admin.auth()).await;
     assert_eq!(p["items"].as_array().unwrap().len(), 2);
 }
 
@@ -231,14 +228,15 @@ async fn rollups_follow_lessons_added_and_removed() {
     assert_eq!(p["modules"][0]["total_lessons"], 3);
 
     // Removing a completed lesson removes it from both counts.
-    expect(delete(&app, &format!("/lessons/{a}"), &w.instructor).await, StatusCode::NO_CONTENT).await;
+    expect(app.delete(&format!("/lessons/{a}"), w.instructor.auth()).await, StatusCode::NO_CONTENT).await;
     let p = my_course(&app, &w).await;
     assert_eq!((p["completed_lessons"].as_u64(), p["total_lessons"].as_u64()), (Some(1), Some(4)));
     assert_eq!(p["percent"], 25.0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM lesson_progress").await, 1);
 
     // Removing the whole first module leaves module 2 only: c done, d next.
-    expect(delete(&app, &format!("/modules/{}", w.module_ids[0]), &w.instructor).await, StatusCode::NO_CONTENT).await;
+    expect(app.delete(&format!("/modules/{}", w.module_ids[0]), w.instructor.auth()).await, StatusCode::NO_CONTENT)
+        .await;
     let p = my_course(&app, &w).await;
     assert_eq!((p["completed_lessons"].as_u64(), p["total_lessons"].as_u64()), (Some(1), Some(2)));
     assert_eq!(p["next_lesson_id"], d.as_str());
@@ -246,7 +244,7 @@ async fn rollups_follow_lessons_added_and_removed() {
     assert_eq!(p["completed_at"], Value::Null);
 
     // Removing the last unfinished lesson finishes the course for the student.
-    expect(delete(&app, &format!("/lessons/{d}"), &w.instructor).await, StatusCode::NO_CONTENT).await;
+    expect(app.delete(&format!("/lessons/{d}"), w.instructor.auth()).await, StatusCode::NO_CONTENT).await;
     let p = my_course(&app, &w).await;
     assert_eq!(p["percent"], 100.0);
     assert_eq!(p["next_lesson_id"], Value::Null);
@@ -273,8 +271,8 @@ async fn completing_the_last_lesson_sets_completed_at_once() {
     assert_eq!(p["completed_at"], first);
     let r = put_ok(&app, &w, extra["id"].as_str().unwrap(), json!({"status": "completed"})).await;
     assert_eq!(r["course"]["completed_at"], first);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed'").await, 1);
-    let e = get_json(&app, "/me/enrollments", &w.student).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed'").await, 1);
+    let e = app.get_json("/me/enrollments", w.student.auth()).await;
     assert_eq!(e["items"][0]["completed_at"], first);
 }
 
@@ -300,9 +298,9 @@ async fn parallel_updates_end_with_exact_counts() {
         (Some(4), Some(4), Some(100.0))
     );
     assert!(p["completed_at"].is_string());
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 4);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed'").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'progress.update'").await, 20);
+    assert_eq!(app.count("SELECT COUNT(*) FROM lesson_progress").await, 4);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'progress.update'").await, 20);
     // Best score and longest time survive, whatever the order they landed in.
     let r = put_ok(&app, &w, &w.lesson_ids[3], json!({"status": "in_progress"})).await;
     assert_eq!(r["lesson"]["score"], 19.0);
@@ -329,7 +327,7 @@ fn ev(id: &str, lesson: &str, status: &str, at: &str) -> Value {
 }
 
 async fn batch(app: &TestApp, w: &World, events: Value) -> Response {
-    send(app, Method::POST, "/me/progress/batch", &w.student, json!({ "events": events })).await
+    app.send_json(Method::POST, "/me/progress/batch", w.student.auth(), json!({ "events": events })).await
 }
 
 #[tokio::test]
@@ -363,8 +361,8 @@ async fn batches_are_deduplicated_and_applied_in_time_order() {
     assert_eq!(r["courses"][0]["percent"], 100.0);
     // The course was finished when its last lesson was, offline.
     assert_eq!(ts(&r["courses"][0]["completed_at"]), "2025-03-02T09:00:00Z".parse::<DateTime<Utc>>().unwrap());
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM progress_events").await, 4);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'progress.batch'").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM progress_events").await, 4);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'progress.batch'").await, 2);
 }
 
 #[tokio::test]
@@ -403,25 +401,30 @@ async fn hostile_batches_are_refused_whole() {
     assert_eq!(error_fields(&p), vec!["events[0].lesson_id"]);
 
     // Another student's lesson ids apply to nobody: rejected, nothing stored.
-    let outsider = user(&app, "outsider", "student").await;
+    let outsider = app.user("outsider", "student").await;
     let r = expect(
-        send(&app, Method::POST, "/me/progress/batch", &outsider, json!({"events": [ev("x", a, "completed", at)]}))
-            .await,
+        app.send_json(
+            Method::POST,
+            "/me/progress/batch",
+            outsider.auth(),
+            json!({"events": [ev("x", a, "completed", at)]}),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(r["applied"], 0);
     assert_eq!(r["rejected"][0]["event_id"], "x");
 
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM progress_events").await, 0);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM progress_events").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM lesson_progress").await, 0);
 }
 
 #[tokio::test]
 async fn dashboard_shows_progress_and_streak() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 2).await;
-    let d = get_json(&app, "/me/dashboard", &w.student).await;
+    let d = app.get_json("/me/dashboard", w.student.auth()).await;
     assert_eq!(d["user"]["id"], w.student.id);
     assert_eq!(d["streak_days"], 0);
     assert_eq!(d["learning_path"], Value::Null);
@@ -433,11 +436,11 @@ async fn dashboard_shows_progress_and_streak() {
     let yesterday = (Utc::now() - chrono::Duration::hours(24)).to_rfc3339();
     expect(batch(&app, &w, json!([ev("y", &w.lesson_ids[0], "in_progress", &yesterday)])).await, StatusCode::OK).await;
     put_ok(&app, &w, &w.lesson_ids[0], json!({"status": "completed"})).await;
-    let d = get_json(&app, "/me/dashboard", &w.student).await;
+    let d = app.get_json("/me/dashboard", w.student.auth()).await;
     assert_eq!(d["streak_days"], 2);
     assert_eq!(d["enrollments_progress"][0]["completed_lessons"], 1);
     assert_eq!(d["enrollments_progress"][0]["next_lesson_id"], w.lesson_ids[1].as_str());
-    let d = get_json(&app, "/me/dashboard?tz_offset_minutes=-300", &w.student).await;
+    let d = app.get_json("/me/dashboard?tz_offset_minutes=-300", w.student.auth()).await;
     assert!(d["streak_days"].as_u64().unwrap() >= 1);
     problem(
         app.get("/me/dashboard?tz_offset_minutes=900", Some(&w.student.token)).await,
@@ -457,7 +460,7 @@ async fn deleting_lessons_while_students_complete_them_stays_consistent() {
     });
     let deletes = w.lesson_ids[..3].iter().map(|l| {
         let (app, w) = (&app, &w);
-        async move { delete(app, &format!("/lessons/{l}"), &w.instructor).await.status() }
+        async move { app.delete(&format!("/lessons/{l}"), w.instructor.auth()).await.status() }
     });
     let (puts, deletes) =
         futures::future::join(futures::future::join_all(puts), futures::future::join_all(deletes)).await;
@@ -470,8 +473,8 @@ async fn deleting_lessons_while_students_complete_them_stays_consistent() {
     let p = my_course(&app, &w).await;
     assert_eq!((p["completed_lessons"].as_u64(), p["total_lessons"].as_u64()), (Some(3), Some(3)));
     assert!(p["completed_at"].is_string());
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lesson_progress").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM lesson_progress").await, 3);
     // Completed by the last PUT (its own audit row) or by the last delete (counted in the
     // delete's row), whichever came last: never twice.
-    assert!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed'").await <= 1);
+    assert!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed'").await <= 1);
 }

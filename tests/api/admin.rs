@@ -1,8 +1,6 @@
 //! Admin endpoints: user management (role changes, deactivation) and the audit-trail reader.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};

@@ -1,33 +1,29 @@
 //! Notifications and live delivery over real HTTP, WebSocket and SSE, on SQLite (in-process
 //! fan-out) or PostgreSQL + Redis (`CIFIX_TEST_BACKEND=postgres`).
 
-mod common;
-#[path = "common/catalog.rs"]
-mod fixtures;
-#[path = "common/live.rs"]
-mod live;
-
 use std::{collections::HashSet, time::Duration};
 
-use common::{TestApp, problem, use_postgres};
-use fixtures::{World, expect, get_json, send, user, world};
-use live::{Got, Sse, connect, expect_close, expect_event, next, send_text, ticket, ws};
+use crate::support::catalog::{World, world};
+use crate::support::live::{Got, Sse, connect, expect_close, expect_event, next, send_text, ticket, ws};
+use crate::support::{TestApp, problem, require_postgres};
+use crate::support::{User, expect};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn complete(app: &TestApp, w: &World, i: usize) {
     let path = format!("/me/lessons/{}/progress", w.lesson_ids[i]);
-    expect(send(app, Method::PUT, &path, &w.student, json!({"status": "completed"})).await, StatusCode::OK).await;
+    expect(app.send_json(Method::PUT, &path, w.student.auth(), json!({"status": "completed"})).await, StatusCode::OK)
+        .await;
 }
 
 /// Admin rules "complete n lessons" for n in 2..=max: every completion then stores one
 /// `achievement.awarded` notification, a handy source of stored events.
 async fn lesson_count_rules(app: &TestApp, max: usize) {
-    let admin = user(app, "admin", "admin").await;
+    let admin = app.user("admin", "admin").await;
     for n in 2..=max {
         let body = json!({"code": format!("lessons_{n}"), "title": format!("{n} lessons"), "description": "Keep going",
             "kind": "lessons_completed", "threshold": {"count": n}});
-        expect(send(app, Method::POST, "/admin/achievements", &admin, body).await, StatusCode::CREATED).await;
+        expect(app.send_json(Method::POST, "/admin/achievements", admin.auth(), body).await, StatusCode::CREATED).await;
     }
 }
 
@@ -35,7 +31,7 @@ async fn lesson_count_rules(app: &TestApp, max: usize) {
 async fn tickets_are_single_use_short_lived_and_personal() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 1).await;
-    let other = user(&app, "other", "student").await;
+    let other = app.user("other", "student").await;
 
     // No ticket, a made-up one: 401 before any upgrade.
     assert_eq!(connect(&app, "", &[]).await.err(), Some(401));
@@ -68,7 +64,8 @@ async fn tickets_are_single_use_short_lived_and_personal() {
 
     // A signed-out session's ticket no longer opens anything.
     let t = ticket(&app, &w.student.token).await;
-    expect(send(&app, Method::POST, "/auth/logout-all", &w.student, json!({})).await, StatusCode::NO_CONTENT).await;
+    expect(app.send_json(Method::POST, "/auth/logout-all", w.student.auth(), json!({})).await, StatusCode::NO_CONTENT)
+        .await;
     assert_eq!(connect(&app, &t, &[]).await.err(), Some(401));
 }
 
@@ -80,7 +77,7 @@ async fn origin_is_checked_against_the_allow_list() {
         env.insert("CIFIX_CORS_ORIGINS".into(), "https://app.example.com".into());
     })
     .await;
-    let u = user(&app, "s", "student").await;
+    let u = app.user("s", "student").await;
     let t = ticket(&app, &u.token).await;
     assert_eq!(connect(&app, &t, &[("origin", "https://evil.example.com")]).await.err(), Some(403));
     let t = ticket(&app, &u.token).await;
@@ -93,7 +90,7 @@ async fn origin_is_checked_against_the_allow_list() {
 async fn websocket_gets_own_events_only_and_survives_hostile_frames() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 3).await;
-    let bystander = user(&app, "bystander", "student").await;
+    let bystander = app.user("bystander", "student").await;
     let mut mine = ws(&app, &w.student.token).await;
     let mut theirs = ws(&app, &bystander.token).await;
     let mut teacher = ws(&app, &w.instructor.token).await;
@@ -132,7 +129,7 @@ async fn websocket_gets_own_events_only_and_survives_hostile_frames() {
 #[tokio::test]
 async fn per_user_connection_cap() {
     let app = TestApp::spawn().await;
-    let u = user(&app, "s", "student").await;
+    let u = app.user("s", "student").await;
     let mut open = Vec::new();
     for _ in 0..5 {
         open.push(ws(&app, &u.token).await);
@@ -150,10 +147,10 @@ async fn per_user_connection_cap() {
 async fn notifications_are_listed_marked_read_and_counted() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 1).await;
-    let other = user(&app, "other", "student").await;
+    let other = app.user("other", "student").await;
     // One lesson completes a lesson, a module and a course: 3 achievements + course.completed.
     complete(&app, &w, 0).await;
-    let all = get_json(&app, "/me/notifications", &w.student).await;
+    let all = app.get_json("/me/notifications", w.student.auth()).await;
     let items = all["items"].as_array().unwrap();
     assert_eq!(items.len(), 4, "{all}");
     let ids: Vec<&str> = items.iter().map(|n| n["id"].as_str().unwrap()).collect();
@@ -171,31 +168,31 @@ async fn notifications_are_listed_marked_read_and_counted() {
     // progress.updated is live-only: never stored.
     assert_eq!(app.count("SELECT COUNT(*) FROM notifications WHERE kind = 'progress.updated'").await, 0);
 
-    let p1 = get_json(&app, "/me/notifications?limit=3", &w.student).await;
+    let p1 = app.get_json("/me/notifications?limit=3", w.student.auth()).await;
     assert_eq!(p1["items"].as_array().unwrap().len(), 3);
-    let p2 = get_json(
-        &app,
-        &format!("/me/notifications?limit=3&cursor={}", p1["next_cursor"].as_str().unwrap()),
-        &w.student,
-    )
-    .await;
+    let p2 = app
+        .get_json(
+            &format!("/me/notifications?limit=3&cursor={}", p1["next_cursor"].as_str().unwrap()),
+            w.student.auth(),
+        )
+        .await;
     assert_eq!(p2["items"].as_array().unwrap().len(), 1);
     assert_eq!(p2["items"][0]["id"], ids[3]);
 
     // Someone else's notification is 404, reading one's own is 204 (twice too).
     let first = ids[0];
     let path = format!("/me/notifications/{first}/read");
-    problem(send(&app, Method::POST, &path, &other, json!({})).await, StatusCode::NOT_FOUND).await;
+    problem(app.send_json(Method::POST, &path, other.auth(), json!({})).await, StatusCode::NOT_FOUND).await;
     problem(
-        send(&app, Method::POST, "/me/notifications/nope/read", &w.student, json!({})).await,
+        app.send_json(Method::POST, "/me/notifications/nope/read", w.student.auth(), json!({})).await,
         StatusCode::NOT_FOUND,
     )
     .await;
-    expect(send(&app, Method::POST, &path, &w.student, json!({})).await, StatusCode::NO_CONTENT).await;
-    expect(send(&app, Method::POST, &path, &w.student, json!({})).await, StatusCode::NO_CONTENT).await;
-    let unread = get_json(&app, "/me/notifications?unread=true", &w.student).await;
+    expect(app.send_json(Method::POST, &path, w.student.auth(), json!({})).await, StatusCode::NO_CONTENT).await;
+    expect(app.send_json(Method::POST, &path, w.student.auth(), json!({})).await, StatusCode::NO_CONTENT).await;
+    let unread = app.get_json("/me/notifications?unread=true", w.student.auth()).await;
     assert_eq!(unread["items"].as_array().unwrap().len(), 3);
-    let dash = get_json(&app, "/me/dashboard", &w.student).await;
+    let dash = app.get_json("/me/dashboard", w.student.auth()).await;
     assert_eq!(dash["unread_notifications"], 3);
     assert_eq!(dash["recent_achievements"].as_array().unwrap().len(), 3);
     assert!(dash["recent_achievements"][0]["achievement"]["code"].is_string());
@@ -203,22 +200,29 @@ async fn notifications_are_listed_marked_read_and_counted() {
     // Read-all touches only the caller's.
     complete_other(&app, &w, &other).await;
     let others_before =
-        get_json(&app, "/me/notifications?unread=true", &other).await["items"].as_array().unwrap().len();
-    expect(send(&app, Method::POST, "/me/notifications/read-all", &w.student, json!({})).await, StatusCode::NO_CONTENT)
-        .await;
-    assert_eq!(get_json(&app, "/me/notifications?unread=true", &w.student).await["items"].as_array().unwrap().len(), 0);
-    assert_eq!(get_json(&app, "/me/dashboard", &w.student).await["unread_notifications"], 0);
-    let others_after = get_json(&app, "/me/notifications?unread=true", &other).await["items"].as_array().unwrap().len();
+        app.get_json("/me/notifications?unread=true", other.auth()).await["items"].as_array().unwrap().len();
+    expect(
+        app.send_json(Method::POST, "/me/notifications/read-all", w.student.auth(), json!({})).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(
+        app.get_json("/me/notifications?unread=true", w.student.auth()).await["items"].as_array().unwrap().len(),
+        0
+    );
+    assert_eq!(app.get_json("/me/dashboard", w.student.auth()).await["unread_notifications"], 0);
+    let others_after =
+        app.get_json("/me/notifications?unread=true", other.auth()).await["items"].as_array().unwrap().len();
     assert_eq!(others_before, others_after);
     assert!(others_after > 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'notification.read_all'").await, 1);
 }
 
-async fn complete_other(app: &TestApp, w: &World, other: &fixtures::User) {
+async fn complete_other(app: &TestApp, w: &World, other: &User) {
     let path = format!("/courses/{}/enrollments", w.course_id);
-    expect(send(app, Method::POST, &path, other, json!({})).await, StatusCode::CREATED).await;
+    expect(app.send_json(Method::POST, &path, other.auth(), json!({})).await, StatusCode::CREATED).await;
     let path = format!("/me/lessons/{}/progress", w.lesson_ids[0]);
-    expect(send(app, Method::PUT, &path, other, json!({"status": "completed"})).await, StatusCode::OK).await;
+    expect(app.send_json(Method::PUT, &path, other.auth(), json!({"status": "completed"})).await, StatusCode::OK).await;
 }
 
 #[tokio::test]
@@ -248,7 +252,7 @@ async fn sse_resume_with_last_event_id_loses_nothing() {
     seen.extend(got.iter().filter_map(|e| e.id.clone()));
     assert!(got.iter().any(|e| e.data["type"] == "progress.updated"), "live-only events flow after the replay");
 
-    let stored = get_json(&app, "/me/notifications?limit=100", &w.student).await;
+    let stored = app.get_json("/me/notifications?limit=100", w.student.auth()).await;
     let stored: Vec<String> =
         stored["items"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(stored.len(), 5);
@@ -262,21 +266,25 @@ async fn sse_resume_with_last_event_id_loses_nothing() {
 #[tokio::test]
 async fn deactivation_and_role_change_drop_live_connections() {
     let app = TestApp::spawn().await;
-    let admin = user(&app, "admin", "admin").await;
-    let s = user(&app, "s", "student").await;
-    let t = user(&app, "t", "student").await;
+    let admin = app.user("admin", "admin").await;
+    let s = app.user("s", "student").await;
+    let t = app.user("t", "student").await;
     let mut s_ws = ws(&app, &s.token).await;
     let mut s_sse = Sse::open(&app, &s.token, None).await;
     let mut t_ws = ws(&app, &t.token).await;
 
-    let res = send(&app, Method::PATCH, &format!("/admin/users/{}", s.id), &admin, json!({"is_active": false})).await;
+    let res = app
+        .send_json(Method::PATCH, &format!("/admin/users/{}", s.id), admin.auth(), json!({"is_active": false}))
+        .await;
     expect(res, StatusCode::OK).await;
     assert_eq!(expect_close(&mut s_ws).await, Some(1008));
     assert!(s_sse.ends_within(Duration::from_secs(5)).await, "the SSE stream ends");
     // And cannot come back.
     problem(app.post("/realtime/ticket", Some(&s.token), json!({})).await, StatusCode::UNAUTHORIZED).await;
 
-    let res = send(&app, Method::PATCH, &format!("/admin/users/{}", t.id), &admin, json!({"role": "instructor"})).await;
+    let res = app
+        .send_json(Method::PATCH, &format!("/admin/users/{}", t.id), admin.auth(), json!({"role": "instructor"}))
+        .await;
     expect(res, StatusCode::OK).await;
     assert_eq!(expect_close(&mut t_ws).await, Some(1008));
     // A role change is not a ban: a new ticket works.
@@ -289,8 +297,8 @@ async fn deactivation_and_role_change_drop_live_connections() {
 #[tokio::test]
 async fn ending_sessions_drops_live_connections() {
     let app = TestApp::spawn().await;
-    let s = user(&app, "s", "student").await;
-    let other = user(&app, "o", "student").await;
+    let s = app.user("s", "student").await;
+    let other = app.user("o", "student").await;
     let mut s_ws = ws(&app, &s.token).await;
     let mut s_sse = Sse::open(&app, &s.token, None).await;
     let mut other_ws = ws(&app, &other.token).await;
@@ -304,14 +312,14 @@ async fn ending_sessions_drops_live_connections() {
     assert!(matches!(next(&mut other_ws, Duration::from_millis(300)).await, Got::Timeout), "no close for others");
 
     // A password change ends the other sessions, and the live connections with them.
-    let res = send(
-        &app,
-        Method::POST,
-        "/me/password",
-        &other,
-        json!({"current_password": common::PASSWORD, "new_password": "a different long passphrase"}),
-    )
-    .await;
+    let res = app
+        .send_json(
+            Method::POST,
+            "/me/password",
+            other.auth(),
+            json!({"current_password": crate::support::PASSWORD, "new_password": "a different long passphrase"}),
+        )
+        .await;
     expect(res, StatusCode::NO_CONTENT).await;
     assert_eq!(expect_close(&mut other_ws).await, Some(1008));
 }
@@ -322,7 +330,7 @@ async fn shutdown_closes_websockets_with_1001_and_ends_sse() {
         env.insert("CIFIX_SHUTDOWN_GRACE_SECS".into(), "5".into());
     })
     .await;
-    let u = user(&app, "s", "student").await;
+    let u = app.user("s", "student").await;
     let mut socket = ws(&app, &u.token).await;
     let mut sse = Sse::open(&app, &u.token, None).await;
     let started = std::time::Instant::now();
@@ -334,15 +342,13 @@ async fn shutdown_closes_websockets_with_1001_and_ends_sse() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL + Redis: CIFIX_TEST_BACKEND=postgres, run ignored tests too"]
 async fn an_event_on_one_instance_reaches_clients_on_another() {
-    if !use_postgres() {
-        eprintln!("note: cross-instance fan-out needs PostgreSQL + Redis; run with CIFIX_TEST_BACKEND=postgres");
-        return;
-    }
+    require_postgres();
     let a = TestApp::spawn().await;
     let b = a.spawn_peer().await;
     let w = world(&a, 1, 2).await;
-    let admin = user(&a, "admin", "admin").await;
+    let admin = a.user("admin", "admin").await;
     // Clients on B, tickets from B (the ticket store is shared, so A's would do too).
     let mut socket = ws(&b, &w.student.token).await;
     let mut sse = Sse::open(&b, &w.student.token, None).await;
@@ -362,8 +368,9 @@ async fn an_event_on_one_instance_reaches_clients_on_another() {
     assert_eq!(t["data"]["user_id"], w.student.id);
 
     // A deactivation on A drops the student's sockets on B.
-    let res =
-        send(&a, Method::PATCH, &format!("/admin/users/{}", w.student.id), &admin, json!({"is_active": false})).await;
+    let res = a
+        .send_json(Method::PATCH, &format!("/admin/users/{}", w.student.id), admin.auth(), json!({"is_active": false}))
+        .await;
     expect(res, StatusCode::OK).await;
     assert_eq!(expect_close(&mut socket).await, Some(1008));
     assert!(sse.ends_within(Duration::from_secs(5)).await);

@@ -1,19 +1,16 @@
 //! Achievements: the seeded catalog, rules as data, awards exactly once under concurrency, on
 //! SQLite or PostgreSQL + Redis (`CIFIX_TEST_BACKEND=postgres`, where a second instance joins).
 
-mod common;
-#[path = "common/catalog.rs"]
-mod fixtures;
-
-use common::{TestApp, problem, use_postgres};
-use fixtures::{World, course, expect, get_json, lesson, module, publish, send, user, world};
+use crate::support::catalog::{World, course, lesson, module, publish, world};
+use crate::support::{TestApp, problem, require_postgres};
+use crate::support::{User, expect};
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn codes(app: &TestApp, u: &fixtures::User) -> Vec<String> {
-    let mine = get_json(app, "/me/achievements?limit=100", u).await;
+async fn codes(app: &TestApp, u: &User) -> Vec<String> {
+    let mine = app.get_json("/me/achievements?limit=100", u.auth()).await;
     let mut v: Vec<String> = mine["items"]
         .as_array()
         .unwrap()
@@ -26,14 +23,14 @@ async fn codes(app: &TestApp, u: &fixtures::User) -> Vec<String> {
 
 async fn complete(app: &TestApp, w: &World, lesson: &str) -> StatusCode {
     let path = format!("/me/lessons/{lesson}/progress");
-    send(app, Method::PUT, &path, &w.student, json!({"status": "completed"})).await.status()
+    app.send_json(Method::PUT, &path, w.student.auth(), json!({"status": "completed"})).await.status()
 }
 
 #[tokio::test]
 async fn the_catalog_is_seeded_and_awards_follow_progress() {
     let app = TestApp::spawn().await;
     let w = world(&app, 2, 2).await;
-    let cat = get_json(&app, "/achievements", &w.student).await;
+    let cat = app.get_json("/achievements", w.student.auth()).await;
     let all: Vec<&str> = cat["items"].as_array().unwrap().iter().map(|a| a["code"].as_str().unwrap()).collect();
     for code in [
         "first_lesson",
@@ -70,7 +67,7 @@ async fn the_catalog_is_seeded_and_awards_follow_progress() {
         w.student.email
     );
     assert_eq!(app.count(&sql).await, 3);
-    let mine = get_json(&app, "/me/achievements", &w.student).await;
+    let mine = app.get_json("/me/achievements", w.student.auth()).await;
     assert!(mine["items"][0]["awarded_at"].is_string());
     assert_eq!(
         app.count("SELECT COUNT(*) FROM notifications WHERE kind = 'achievement.awarded'").await,
@@ -78,7 +75,7 @@ async fn the_catalog_is_seeded_and_awards_follow_progress() {
         "one notification per award"
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'achievement.award'").await, 3);
-    let dash = get_json(&app, "/me/dashboard", &w.student).await;
+    let dash = app.get_json("/me/dashboard", w.student.auth()).await;
     assert_eq!(dash["recent_achievements"].as_array().unwrap().len(), 3);
     // The instructor earned nothing from the student's work.
     assert!(codes(&app, &w.instructor).await.is_empty());
@@ -88,32 +85,46 @@ async fn the_catalog_is_seeded_and_awards_follow_progress() {
 async fn admins_add_rules_without_a_rebuild() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 3).await;
-    let admin = user(&app, "admin", "admin").await;
+    let admin = app.user("admin", "admin").await;
     let rule = json!({"code": "three_lessons", "title": "Three lessons", "description": "Complete three lessons.",
         "icon": "3", "kind": "lessons_completed", "threshold": {"count": 3}});
     // Only admins (others get 404), valid input only.
-    problem(send(&app, Method::POST, "/admin/achievements", &w.instructor, rule.clone()).await, StatusCode::NOT_FOUND)
-        .await;
+    problem(
+        app.send_json(Method::POST, "/admin/achievements", w.instructor.auth(), rule.clone()).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     let mut bad = rule.clone();
     bad["kind"] = json!("logins");
-    let body =
-        problem(send(&app, Method::POST, "/admin/achievements", &admin, bad).await, StatusCode::UNPROCESSABLE_ENTITY)
-            .await;
-    assert_eq!(common::error_fields(&body), ["kind"]);
+    let body = problem(
+        app.send_json(Method::POST, "/admin/achievements", admin.auth(), bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(crate::support::error_fields(&body), ["kind"]);
     let mut bad = rule.clone();
     bad["threshold"] = json!({"days": 3});
-    let body =
-        problem(send(&app, Method::POST, "/admin/achievements", &admin, bad).await, StatusCode::UNPROCESSABLE_ENTITY)
-            .await;
-    assert_eq!(common::error_fields(&body), ["threshold"]);
+    let body = problem(
+        app.send_json(Method::POST, "/admin/achievements", admin.auth(), bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(crate::support::error_fields(&body), ["threshold"]);
     let mut bad = rule.clone();
     bad["code"] = json!("Bad Code");
-    problem(send(&app, Method::POST, "/admin/achievements", &admin, bad).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(
+        app.send_json(Method::POST, "/admin/achievements", admin.auth(), bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 
-    let created =
-        expect(send(&app, Method::POST, "/admin/achievements", &admin, rule.clone()).await, StatusCode::CREATED).await;
+    let created = expect(
+        app.send_json(Method::POST, "/admin/achievements", admin.auth(), rule.clone()).await,
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(created["code"], "three_lessons");
-    problem(send(&app, Method::POST, "/admin/achievements", &admin, rule).await, StatusCode::CONFLICT).await;
+    problem(app.send_json(Method::POST, "/admin/achievements", admin.auth(), rule).await, StatusCode::CONFLICT).await;
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'achievement.create'").await, 1);
 
     for l in &w.lesson_ids[..2] {
@@ -141,11 +152,10 @@ async fn streaks_and_assessment_scores() {
             .await
             .unwrap();
     }
-    send(
-        &app,
+    app.send_json(
         Method::PUT,
         &format!("/me/lessons/{}/progress", w.lesson_ids[0]),
-        &w.student,
+        w.student.auth(),
         json!({"status": "in_progress", "progress": 0.3}),
     )
     .await;
@@ -177,7 +187,7 @@ async fn many_courses(app: &TestApp, n: usize) -> World {
         let l = lesson(app, &w.instructor, &m, "L", None).await["id"].as_str().unwrap().to_string();
         publish(app, &w.instructor, &c).await;
         expect(
-            send(app, Method::POST, &format!("/courses/{c}/enrollments"), &w.student, json!({})).await,
+            app.send_json(Method::POST, &format!("/courses/{c}/enrollments"), w.student.auth(), json!({})).await,
             StatusCode::CREATED,
         )
         .await;
@@ -209,17 +219,15 @@ async fn awarded_once_under_parallel_completions() {
     let statuses = futures::future::join_all(futs).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
     assert_awarded_once(&app, &w).await;
-    let notes = get_json(&app, "/me/notifications?limit=100", &w.student).await;
+    let notes = app.get_json("/me/notifications?limit=100", w.student.auth()).await;
     let completed = notes["items"].as_array().unwrap().iter().filter(|n| n["kind"] == "course.completed").count();
     assert_eq!(completed, 8);
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL + Redis: CIFIX_TEST_BACKEND=postgres, run ignored tests too"]
 async fn awarded_once_under_parallel_completions_on_two_instances() {
-    if !use_postgres() {
-        eprintln!("note: two instances need PostgreSQL + Redis; run with CIFIX_TEST_BACKEND=postgres");
-        return;
-    }
+    require_postgres();
     let a = TestApp::spawn().await;
     let b = a.spawn_peer().await;
     let w = many_courses(&a, 10).await;
@@ -230,5 +238,5 @@ async fn awarded_once_under_parallel_completions_on_two_instances() {
     let statuses = futures::future::join_all(futs).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
     assert_awarded_once(&a, &w).await;
-    let _: Value = get_json(&b, "/me/achievements", &w.student).await;
+    let _: Value = b.get_json("/me/achievements", w.student.auth()).await;
 }

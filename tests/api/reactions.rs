@@ -4,20 +4,17 @@
 //! by one update, by an offline batch, or the instructor removing the lessons the student had
 //! left (one lesson, or a whole module).
 
-mod common;
-#[path = "common/catalog.rs"]
-mod fixtures;
-
+use crate::support::catalog::{World, world};
+use crate::support::{TestApp, User, expect};
 use chrono::{DateTime, TimeZone, Utc};
-use common::TestApp;
-use fixtures::{User, World, count, delete, expect, get_json, send, user, world};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 async fn complete(app: &TestApp, w: &World, lesson: &str) {
     let path = format!("/me/lessons/{lesson}/progress");
-    expect(send(app, Method::PUT, &path, &w.student, json!({"status": "completed"})).await, StatusCode::OK).await;
+    expect(app.send_json(Method::PUT, &path, w.student.auth(), json!({"status": "completed"})).await, StatusCode::OK)
+        .await;
 }
 
 /// Gives the student a learning path generated long ago, as an assessment would have.
@@ -36,10 +33,10 @@ fn at(v: &Value) -> DateTime<Utc> {
 
 /// What the student and the trail show once the course is complete, whichever door did it.
 async fn assert_completed_with_every_consequence(app: &TestApp, w: &World) {
-    let progress = get_json(app, "/me/progress", &w.student).await;
+    let progress = app.get_json("/me/progress", w.student.auth()).await;
     assert!(progress["items"][0]["completed_at"].is_string(), "{progress}");
 
-    let feed = get_json(app, "/me/notifications", &w.student).await;
+    let feed = app.get_json("/me/notifications", w.student.auth()).await;
     let completed: Vec<&Value> =
         feed["items"].as_array().unwrap().iter().filter(|n| n["kind"] == "course.completed").collect();
     assert_eq!(completed.len(), 1, "{feed}");
@@ -55,14 +52,14 @@ async fn assert_completed_with_every_consequence(app: &TestApp, w: &World) {
 
     let sql =
         format!("SELECT COUNT(*) FROM audit_log WHERE action = 'course.completed' AND target_id = '{}'", w.course_id);
-    assert_eq!(count(app, &sql).await, 1);
+    assert_eq!(app.count(&sql).await, 1);
 
-    let awards = get_json(app, "/me/achievements", &w.student).await;
+    let awards = app.get_json("/me/achievements", w.student.auth()).await;
     assert!(awards["items"].as_array().unwrap().iter().any(|a| a["achievement"]["code"] == "first_course"), "{awards}");
     let sql = "SELECT COUNT(*) FROM email_outbox WHERE template = 'achievement_awarded' AND subject LIKE '%Graduate%'";
-    assert_eq!(count(app, sql).await, 1, "the award's email is queued once");
+    assert_eq!(app.count(sql).await, 1, "the award's email is queued once");
 
-    let path = get_json(app, "/me/learning-path", &w.student).await;
+    let path = app.get_json("/me/learning-path", w.student.auth()).await;
     assert!(at(&path["generated_at"]) > Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap(), "{path}");
 }
 
@@ -90,7 +87,7 @@ async fn completing_the_last_lesson_in_an_offline_batch() {
                    "occurred_at": Utc::now().to_rfc3339()})
         })
         .collect();
-    let res = send(&app, Method::POST, "/me/progress/batch", &w.student, json!({"events": events})).await;
+    let res = app.send_json(Method::POST, "/me/progress/batch", w.student.auth(), json!({"events": events})).await;
     assert_eq!(expect(res, StatusCode::OK).await["applied"], 2);
     assert_completed_with_every_consequence(&app, &w).await;
 }
@@ -100,22 +97,24 @@ async fn the_instructor_deleting_the_lesson_a_student_had_left() {
     let app = TestApp::spawn().await;
     let w = world(&app, 1, 2).await;
     // A classmate who has not started: the smaller course is not complete for them.
-    let classmate = user(&app, "classmate", "student").await;
-    let res = send(&app, Method::POST, &format!("/courses/{}/enrollments", w.course_id), &classmate, json!({})).await;
+    let classmate = app.user("classmate", "student").await;
+    let res = app
+        .send_json(Method::POST, &format!("/courses/{}/enrollments", w.course_id), classmate.auth(), json!({}))
+        .await;
     expect(res, StatusCode::CREATED).await;
     old_learning_path(&app, &w.student).await;
     complete(&app, &w, &w.lesson_ids[0]).await;
 
-    let res = delete(&app, &format!("/lessons/{}", w.lesson_ids[1]), &w.instructor).await;
+    let res = app.delete(&format!("/lessons/{}", w.lesson_ids[1]), w.instructor.auth()).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_completed_with_every_consequence(&app, &w).await;
 
-    let theirs = get_json(&app, "/me/notifications", &classmate).await;
+    let theirs = app.get_json("/me/notifications", classmate.auth()).await;
     assert_eq!(theirs["items"].as_array().unwrap().len(), 0, "{theirs}");
-    assert!(get_json(&app, "/me/progress", &classmate).await["items"][0]["completed_at"].is_null());
+    assert!(app.get_json("/me/progress", classmate.auth()).await["items"][0]["completed_at"].is_null());
     // The instructor acted: the trail says so, and whose course it completed.
-    let admin = user(&app, "admin", "admin").await;
-    let trail = get_json(&app, "/admin/audit-log?action=course.completed", &admin).await;
+    let admin = app.user("admin", "admin").await;
+    let trail = app.get_json("/admin/audit-log?action=course.completed", admin.auth()).await;
     let rows = trail["items"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{trail}");
     assert_eq!(rows[0]["actor_id"], w.instructor.id.as_str());
@@ -129,7 +128,7 @@ async fn the_instructor_deleting_the_module_a_student_had_left() {
     old_learning_path(&app, &w.student).await;
     complete(&app, &w, &w.lesson_ids[0]).await;
 
-    let res = delete(&app, &format!("/modules/{}", w.module_ids[1]), &w.instructor).await;
+    let res = app.delete(&format!("/modules/{}", w.module_ids[1]), w.instructor.auth()).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_completed_with_every_consequence(&app, &w).await;
 }

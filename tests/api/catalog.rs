@@ -1,12 +1,10 @@
 //! Catalog authoring and browsing, through real HTTP, on SQLite or PostgreSQL.
 
-mod common;
 // Fixtures live beside the harness but are not part of it, so other suites need not change.
-#[path = "common/catalog.rs"]
-mod fixtures;
 
-use common::{TestApp, error_fields, problem};
-use fixtures::{count, course, delete, expect, get_json, lesson, module, publish, send, user};
+use crate::support::catalog::{course, lesson, module, publish};
+use crate::support::{TestApp, error_fields, problem};
+use crate::support::{User, expect};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -26,37 +24,39 @@ fn titles(items: &Value) -> Vec<String> {
 #[tokio::test]
 async fn only_instructors_and_admins_create_courses_and_slugs_are_checked() {
     let app = TestApp::spawn().await;
-    let student = user(&app, "s", "student").await;
-    let teacher = user(&app, "t", "instructor").await;
-    let admin = user(&app, "a", "admin").await;
+    let student = app.user("s", "student").await;
+    let teacher = app.user("t", "instructor").await;
+    let admin = app.user("a", "admin").await;
     let body = json!({"slug": "intro-to-ai", "title": "Intro to AI", "summary": "Robots!", "level": "beginner"});
 
-    problem(send(&app, Method::POST, "/courses", &student, body.clone()).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 0);
+    problem(app.send_json(Method::POST, "/courses", student.auth(), body.clone()).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM courses").await, 0);
 
-    let c = expect(send(&app, Method::POST, "/courses", &teacher, body.clone()).await, StatusCode::CREATED).await;
+    let c =
+        expect(app.send_json(Method::POST, "/courses", teacher.auth(), body.clone()).await, StatusCode::CREATED).await;
     assert_eq!(c["slug"], "intro-to-ai");
     assert_eq!(c["published"], false);
     assert_eq!(c["instructor_id"], teacher.id);
     assert_eq!(c["modules"], json!([]));
 
     // Taken slug, whoever asks.
-    let p = problem(send(&app, Method::POST, "/courses", &admin, body.clone()).await, StatusCode::CONFLICT).await;
+    let p =
+        problem(app.send_json(Method::POST, "/courses", admin.auth(), body.clone()).await, StatusCode::CONFLICT).await;
     assert!(p["type"].as_str().unwrap().contains("slug-taken"));
 
     for bad in ["ab", "Has-Caps", "under_score", "spa ce", &"x".repeat(65), "ünï"] {
         let mut b = body.clone();
         b["slug"] = json!(bad);
         let p =
-            problem(send(&app, Method::POST, "/courses", &teacher, b).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+            problem(app.send_json(Method::POST, "/courses", teacher.auth(), b).await, StatusCode::UNPROCESSABLE_ENTITY)
+                .await;
         assert_eq!(error_fields(&p), vec!["slug"], "slug {bad:?}");
     }
     let p = problem(
-        send(
-            &app,
+        app.send_json(
             Method::POST,
             "/courses",
-            &teacher,
+            teacher.auth(),
             json!({"slug": "ok-slug", "title": " ", "summary": "", "level": "expert"}),
         )
         .await,
@@ -65,11 +65,10 @@ async fn only_instructors_and_admins_create_courses_and_slugs_are_checked() {
     .await;
     assert_eq!(error_fields(&p), vec!["level"]);
     let p = problem(
-        send(
-            &app,
+        app.send_json(
             Method::POST,
             "/courses",
-            &teacher,
+            teacher.auth(),
             json!({"slug": "ok-slug", "title": " ", "summary": "", "level": "advanced"}),
         )
         .await,
@@ -78,11 +77,10 @@ async fn only_instructors_and_admins_create_courses_and_slugs_are_checked() {
     .await;
     assert_eq!(error_fields(&p), vec!["title"]);
     let p = problem(
-        send(
-            &app,
+        app.send_json(
             Method::POST,
             "/courses",
-            &teacher,
+            teacher.auth(),
             json!({"slug": "ok-slug", "title": "T", "summary": "", "level": "advanced", "owner": "me"}),
         )
         .await,
@@ -91,57 +89,67 @@ async fn only_instructors_and_admins_create_courses_and_slugs_are_checked() {
     .await;
     assert_eq!(error_fields(&p), vec!["owner"]);
 
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 1);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'course.create'").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM courses").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'course.create'").await, 1);
 }
 
 #[tokio::test]
 async fn only_the_courses_instructor_or_an_admin_edits_it() {
     let app = TestApp::spawn().await;
-    let owner = user(&app, "owner", "instructor").await;
-    let other = user(&app, "other", "instructor").await;
-    let student = user(&app, "s", "student").await;
-    let admin = user(&app, "a", "admin").await;
+    let owner = app.user("owner", "instructor").await;
+    let other = app.user("other", "instructor").await;
+    let student = app.user("s", "student").await;
+    let admin = app.user("a", "admin").await;
     let cid = course(&app, &owner, "owned-course").await;
     let m = module(&app, &owner, &cid, "M1", None).await;
     let mid = m["id"].as_str().unwrap();
     let l = lesson(&app, &owner, mid, "L1", None).await;
     let lid = l["id"].as_str().unwrap();
     publish(&app, &owner, &cid).await;
-    let audits = count(&app, "SELECT COUNT(*) FROM audit_log").await;
+    let audits = app.count("SELECT COUNT(*) FROM audit_log").await;
 
     for u in [&other, &student] {
         let attempts = [
-            send(&app, Method::PATCH, &format!("/courses/{cid}"), u, json!({"title": "Hijacked"})).await,
-            send(&app, Method::POST, &format!("/courses/{cid}/modules"), u, json!({"title": "X"})).await,
-            send(&app, Method::PATCH, &format!("/modules/{mid}"), u, json!({"title": "X"})).await,
-            send(&app, Method::POST, &format!("/modules/{mid}/lessons"), u, json!({"title": "X", "kind": "video"}))
-                .await,
-            send(&app, Method::PATCH, &format!("/lessons/{lid}"), u, json!({"title": "X"})).await,
-            delete(&app, &format!("/lessons/{lid}"), u).await,
-            delete(&app, &format!("/modules/{mid}"), u).await,
+            app.send_json(Method::PATCH, &format!("/courses/{cid}"), u.auth(), json!({"title": "Hijacked"})).await,
+            app.send_json(Method::POST, &format!("/courses/{cid}/modules"), u.auth(), json!({"title": "X"})).await,
+            app.send_json(Method::PATCH, &format!("/modules/{mid}"), u.auth(), json!({"title": "X"})).await,
+            app.send_json(
+                Method::POST,
+                &format!("/modules/{mid}/lessons"),
+                u.auth(),
+                json!({"title": "X", "kind": "video"}),
+            )
+            .await,
+            app.send_json(Method::PATCH, &format!("/lessons/{lid}"), u.auth(), json!({"title": "X"})).await,
+            app.delete(&format!("/lessons/{lid}"), u.auth()).await,
+            app.delete(&format!("/modules/{mid}"), u.auth()).await,
         ];
         for res in attempts {
             problem(res, StatusCode::NOT_FOUND).await;
         }
     }
     // Nothing was written: same outline, no audit rows.
-    let outline = get_json(&app, &format!("/courses/{cid}"), &student).await;
+    let outline = app.get_json(&format!("/courses/{cid}"), student.auth()).await;
     assert_eq!(outline["title"], "Course owned-course");
     assert_eq!(titles(&outline["modules"]), vec!["M1"]);
     assert_eq!(titles(&outline["modules"][0]["lessons"]), vec!["L1"]);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log").await, audits);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audits);
 
     // An admin may edit anyone's course.
     let c = expect(
-        send(&app, Method::PATCH, &format!("/courses/{cid}"), &admin, json!({"title": "Renamed", "level": "advanced"}))
-            .await,
+        app.send_json(
+            Method::PATCH,
+            &format!("/courses/{cid}"),
+            admin.auth(),
+            json!({"title": "Renamed", "level": "advanced"}),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(c["title"], "Renamed");
     assert_eq!(c["level"], "advanced");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'course.update'").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'course.update'").await, 2);
 
     // A demoted instructor loses edit rights at once.
     use sea_orm::ConnectionTrait;
@@ -151,7 +159,7 @@ async fn only_the_courses_instructor_or_an_admin_edits_it() {
         .await
         .unwrap();
     problem(
-        send(&app, Method::PATCH, &format!("/courses/{cid}"), &owner, json!({"title": "Mine"})).await,
+        app.send_json(Method::PATCH, &format!("/courses/{cid}"), owner.auth(), json!({"title": "Mine"})).await,
         StatusCode::NOT_FOUND,
     )
     .await;
@@ -160,10 +168,10 @@ async fn only_the_courses_instructor_or_an_admin_edits_it() {
 #[tokio::test]
 async fn students_see_published_courses_only() {
     let app = TestApp::spawn().await;
-    let owner = user(&app, "owner", "instructor").await;
-    let other = user(&app, "other", "instructor").await;
-    let student = user(&app, "s", "student").await;
-    let admin = user(&app, "a", "admin").await;
+    let owner = app.user("owner", "instructor").await;
+    let other = app.user("other", "instructor").await;
+    let student = app.user("s", "student").await;
+    let admin = app.user("a", "admin").await;
     let draft = course(&app, &owner, "draft-course").await;
     let live = course(&app, &owner, "live-course").await;
     let m = module(&app, &owner, &draft, "M", None).await;
@@ -173,10 +181,10 @@ async fn students_see_published_courses_only() {
     let slugs = |v: &Value| -> Vec<String> {
         v["items"].as_array().unwrap().iter().map(|c| c["slug"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(slugs(&get_json(&app, "/courses", &student).await), vec!["live-course"]);
-    assert_eq!(slugs(&get_json(&app, "/courses", &other).await), vec!["live-course"]);
-    assert_eq!(slugs(&get_json(&app, "/courses", &owner).await), vec!["draft-course", "live-course"]);
-    assert_eq!(slugs(&get_json(&app, "/courses", &admin).await), vec!["draft-course", "live-course"]);
+    assert_eq!(slugs(&app.get_json("/courses", student.auth()).await), vec!["live-course"]);
+    assert_eq!(slugs(&app.get_json("/courses", other.auth()).await), vec!["live-course"]);
+    assert_eq!(slugs(&app.get_json("/courses", owner.auth()).await), vec!["draft-course", "live-course"]);
+    assert_eq!(slugs(&app.get_json("/courses", admin.auth()).await), vec!["draft-course", "live-course"]);
 
     for u in [&student, &other] {
         problem(app.get(&format!("/courses/{draft}"), Some(&u.token)).await, StatusCode::NOT_FOUND).await;
@@ -187,11 +195,11 @@ async fn students_see_published_courses_only() {
         .await;
     }
     problem(
-        send(&app, Method::POST, &format!("/courses/{draft}/enrollments"), &student, json!({})).await,
+        app.send_json(Method::POST, &format!("/courses/{draft}/enrollments"), student.auth(), json!({})).await,
         StatusCode::NOT_FOUND,
     )
     .await;
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM enrollments").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM enrollments").await, 0);
     // Unknown and malformed ids look the same as hidden ones.
     problem(
         app.get("/courses/00000000-0000-0000-0000-000000000000", Some(&student.token)).await,
@@ -201,20 +209,20 @@ async fn students_see_published_courses_only() {
     problem(app.get("/courses/not-a-uuid", Some(&student.token)).await, StatusCode::NOT_FOUND).await;
     problem(app.get("/courses", None).await, StatusCode::UNAUTHORIZED).await;
 
-    get_json(&app, &format!("/courses/{draft}"), &owner).await;
-    get_json(&app, &format!("/courses/{draft}"), &admin).await;
+    app.get_json(&format!("/courses/{draft}"), owner.auth()).await;
+    app.get_json(&format!("/courses/{draft}"), admin.auth()).await;
     publish(&app, &owner, &draft).await;
-    let c = get_json(&app, &format!("/courses/{draft}"), &student).await;
+    let c = app.get_json(&format!("/courses/{draft}"), student.auth()).await;
     assert_eq!(c["module_count"], 1);
     assert_eq!(c["lesson_count"], 1);
-    let l = get_json(&app, &format!("/lessons/{}", draft_lesson["id"].as_str().unwrap()), &student).await;
+    let l = app.get_json(&format!("/lessons/{}", draft_lesson["id"].as_str().unwrap()), student.auth()).await;
     assert_eq!(l["content"], "# Hello");
 }
 
 #[tokio::test]
 async fn course_list_is_paginated_with_counts() {
     let app = TestApp::spawn().await;
-    let t = user(&app, "t", "instructor").await;
+    let t = app.user("t", "instructor").await;
     for i in 0..5 {
         let c = course(&app, &t, &format!("course-{i}")).await;
         let m = module(&app, &t, &c, "M", None).await;
@@ -222,12 +230,12 @@ async fn course_list_is_paginated_with_counts() {
             lesson(&app, &t, m["id"].as_str().unwrap(), "L", None).await;
         }
     }
-    let p1 = get_json(&app, "/courses?limit=2", &t).await;
+    let p1 = app.get_json("/courses?limit=2", t.auth()).await;
     assert_eq!(p1["items"].as_array().unwrap().len(), 2);
     let cursor = p1["next_cursor"].as_str().unwrap();
-    let p2 = get_json(&app, &format!("/courses?limit=2&cursor={cursor}"), &t).await;
+    let p2 = app.get_json(&format!("/courses?limit=2&cursor={cursor}"), t.auth()).await;
     let cursor = p2["next_cursor"].as_str().unwrap();
-    let p3 = get_json(&app, &format!("/courses?limit=2&cursor={cursor}"), &t).await;
+    let p3 = app.get_json(&format!("/courses?limit=2&cursor={cursor}"), t.auth()).await;
     assert_eq!(p3["next_cursor"], Value::Null);
     let all: Vec<Value> = [p1, p2, p3].iter().flat_map(|p| p["items"].as_array().unwrap().clone()).collect();
     assert_eq!(all.len(), 5);
@@ -243,7 +251,7 @@ async fn course_list_is_paginated_with_counts() {
 #[tokio::test]
 async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
     let app = TestApp::spawn().await;
-    let t = user(&app, "t", "instructor").await;
+    let t = app.user("t", "instructor").await;
     let cid = course(&app, &t, "ordered").await;
     module(&app, &t, &cid, "B", None).await;
     module(&app, &t, &cid, "D", None).await;
@@ -251,7 +259,7 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
     assert_eq!(a["position"], 1);
     let c = module(&app, &t, &cid, "C", Some(3)).await;
     let e = module(&app, &t, &cid, "E", Some(5)).await;
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     assert_eq!(
         positions(&outline["modules"]),
         vec![("A".into(), 1), ("B".into(), 2), ("C".into(), 3), ("D".into(), 4), ("E".into(), 5)]
@@ -260,8 +268,13 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
     // Out of range: 0, and beyond the end (+1 is the end for an insert).
     for bad in [0, 7, -1] {
         let p = problem(
-            send(&app, Method::POST, &format!("/courses/{cid}/modules"), &t, json!({"title": "X", "position": bad}))
-                .await,
+            app.send_json(
+                Method::POST,
+                &format!("/courses/{cid}/modules"),
+                t.auth(),
+                json!({"title": "X", "position": bad}),
+            )
+            .await,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -269,8 +282,9 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
     }
 
     // Delete the middle one: the gap closes.
-    expect(delete(&app, &format!("/modules/{}", c["id"].as_str().unwrap()), &t).await, StatusCode::NO_CONTENT).await;
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    expect(app.delete(&format!("/modules/{}", c["id"].as_str().unwrap()), t.auth()).await, StatusCode::NO_CONTENT)
+        .await;
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     assert_eq!(
         positions(&outline["modules"]),
         vec![("A".into(), 1), ("B".into(), 2), ("D".into(), 3), ("E".into(), 4)]
@@ -278,24 +292,26 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
 
     // Move last to first and first to last.
     let eid = e["id"].as_str().unwrap();
-    let moved =
-        expect(send(&app, Method::PATCH, &format!("/modules/{eid}"), &t, json!({"position": 1})).await, StatusCode::OK)
-            .await;
-    assert_eq!(moved["position"], 1);
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
-    assert_eq!(titles(&outline["modules"]), vec!["E", "A", "B", "D"]);
-    expect(
-        send(&app, Method::PATCH, &format!("/modules/{eid}"), &t, json!({"position": 4, "title": "E2"})).await,
+    let moved = expect(
+        app.send_json(Method::PATCH, &format!("/modules/{eid}"), t.auth(), json!({"position": 1})).await,
         StatusCode::OK,
     )
     .await;
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    assert_eq!(moved["position"], 1);
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
+    assert_eq!(titles(&outline["modules"]), vec!["E", "A", "B", "D"]);
+    expect(
+        app.send_json(Method::PATCH, &format!("/modules/{eid}"), t.auth(), json!({"position": 4, "title": "E2"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     assert_eq!(
         positions(&outline["modules"]),
         vec![("A".into(), 1), ("B".into(), 2), ("D".into(), 3), ("E2".into(), 4)]
     );
     problem(
-        send(&app, Method::PATCH, &format!("/modules/{eid}"), &t, json!({"position": 5})).await,
+        app.send_json(Method::PATCH, &format!("/modules/{eid}"), t.auth(), json!({"position": 5})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
@@ -306,34 +322,35 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
     lesson(&app, &t, &mid, "l1", Some(1)).await;
     let l4 = lesson(&app, &t, &mid, "l4", None).await;
     lesson(&app, &t, &mid, "l3", Some(3)).await;
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     assert_eq!(
         positions(&outline["modules"][0]["lessons"]),
         vec![("l1".into(), 1), ("l2".into(), 2), ("l3".into(), 3), ("l4".into(), 4)]
     );
     let l4id = l4["id"].as_str().unwrap();
     let moved = expect(
-        send(&app, Method::PATCH, &format!("/lessons/{l4id}"), &t, json!({"position": 2, "kind": "quiz"})).await,
+        app.send_json(Method::PATCH, &format!("/lessons/{l4id}"), t.auth(), json!({"position": 2, "kind": "quiz"}))
+            .await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(moved["kind"], "quiz");
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     assert_eq!(titles(&outline["modules"][0]["lessons"]), vec!["l1", "l4", "l2", "l3"]);
     let second = outline["modules"][0]["lessons"][2]["id"].as_str().unwrap();
-    expect(delete(&app, &format!("/lessons/{second}"), &t).await, StatusCode::NO_CONTENT).await;
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    expect(app.delete(&format!("/lessons/{second}"), t.auth()).await, StatusCode::NO_CONTENT).await;
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     assert_eq!(
         positions(&outline["modules"][0]["lessons"]),
         vec![("l1".into(), 1), ("l4".into(), 2), ("l3".into(), 3)]
     );
     assert_eq!(outline["lesson_count"], 3);
-    problem(delete(&app, &format!("/lessons/{second}"), &t).await, StatusCode::NOT_FOUND).await;
+    problem(app.delete(&format!("/lessons/{second}"), t.auth()).await, StatusCode::NOT_FOUND).await;
 
     // Deleting a module removes its lessons.
-    expect(delete(&app, &format!("/modules/{mid}"), &t).await, StatusCode::NO_CONTENT).await;
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM lessons").await, 0);
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    expect(app.delete(&format!("/modules/{mid}"), t.auth()).await, StatusCode::NO_CONTENT).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM lessons").await, 0);
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     assert_eq!(positions(&outline["modules"]), vec![("B".into(), 1), ("D".into(), 2), ("E2".into(), 3)]);
 
     // Every change left an audit row.
@@ -346,7 +363,7 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
         ("lesson.delete", 1),
     ] {
         assert_eq!(
-            count(&app, &format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}'")).await,
+            app.count(&format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}'")).await,
             n,
             "{action}"
         );
@@ -356,7 +373,7 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
 #[tokio::test]
 async fn parallel_inserts_keep_positions_dense() {
     let app = TestApp::spawn().await;
-    let t = user(&app, "t", "instructor").await;
+    let t = app.user("t", "instructor").await;
     let cid = course(&app, &t, "busy").await;
     let futs = (0..12).map(|i| {
         let (app, t, cid) = (&app, &t, &cid);
@@ -367,13 +384,13 @@ async fn parallel_inserts_keep_positions_dense() {
             } else {
                 json!({"title": format!("m{i}")})
             };
-            send(app, Method::POST, &format!("/courses/{cid}/modules"), t, body).await.status()
+            app.send_json(Method::POST, &format!("/courses/{cid}/modules"), t.auth(), body).await.status()
         }
     });
     for s in futures::future::join_all(futs).await {
         assert_eq!(s, StatusCode::CREATED);
     }
-    let outline = get_json(&app, &format!("/courses/{cid}"), &t).await;
+    let outline = app.get_json(&format!("/courses/{cid}"), t.auth()).await;
     let pos: Vec<i64> = positions(&outline["modules"]).into_iter().map(|(_, p)| p).collect();
     assert_eq!(pos, (1..=12).collect::<Vec<_>>());
 }
@@ -405,8 +422,8 @@ async fn seed_demo_loads_a_living_catalog_once() {
 
     let again = demo::seed(&app.state.auth, &app.state.catalog, &app.state.progress).await.unwrap();
     assert!(again.password.is_none());
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 3);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM users").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM courses").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 3);
 }
 
 /// The catalog is cached; an edit must be visible to the very next read, on this instance and
@@ -414,45 +431,48 @@ async fn seed_demo_loads_a_living_catalog_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_is_visible_at_once_despite_the_catalog_cache() {
     let a = TestApp::spawn().await;
-    let teacher = user(&a, "teacher", "instructor").await;
-    let student = user(&a, "student", "student").await;
+    let teacher = a.user("teacher", "instructor").await;
+    let student = a.user("student", "student").await;
     let id = course(&a, &teacher, "cache-me").await;
     let m = module(&a, &teacher, &id, "First", None).await;
     publish(&a, &teacher, &id).await;
 
     // On SQLite the second instance is the same process's only instance; the generation is
     // in-process there, and shared through Redis on PostgreSQL.
-    let siblings = if common::use_postgres() { Some(a.spawn_sibling().await) } else { None };
+    let siblings = if crate::support::use_postgres() { Some(a.spawn_sibling().await) } else { None };
     let b = siblings.as_ref().unwrap_or(&a);
 
     // Warm the caches on the reading instance.
-    assert_eq!(get_json(b, &format!("/courses/{id}"), &student).await["title"], "Course cache-me");
-    let list = get_json(b, "/courses", &student).await;
+    assert_eq!(b.get_json(&format!("/courses/{id}"), student.auth()).await["title"], "Course cache-me");
+    let list = b.get_json("/courses", student.auth()).await;
     assert_eq!(list["items"][0]["module_count"], 1);
 
-    let res = send(&a, Method::PATCH, &format!("/courses/{id}"), &teacher, json!({"title": "Renamed"})).await;
+    let res = a.send_json(Method::PATCH, &format!("/courses/{id}"), teacher.auth(), json!({"title": "Renamed"})).await;
     expect(res, StatusCode::OK).await;
-    assert_eq!(get_json(b, &format!("/courses/{id}"), &student).await["title"], "Renamed", "outline not stale");
-    assert_eq!(get_json(b, "/courses", &student).await["items"][0]["title"], "Renamed", "list not stale");
+    assert_eq!(b.get_json(&format!("/courses/{id}"), student.auth()).await["title"], "Renamed", "outline not stale");
+    assert_eq!(b.get_json("/courses", student.auth()).await["items"][0]["title"], "Renamed", "list not stale");
 
     lesson(&a, &teacher, m["id"].as_str().unwrap(), "New lesson", None).await;
-    let outline = get_json(b, &format!("/courses/{id}"), &student).await;
+    let outline = b.get_json(&format!("/courses/{id}"), student.auth()).await;
     assert_eq!(outline["modules"][0]["lessons"].as_array().unwrap().len(), 1, "new lesson visible");
-    assert_eq!(get_json(b, "/courses", &student).await["items"][0]["lesson_count"], 1);
+    assert_eq!(b.get_json("/courses", student.auth()).await["items"][0]["lesson_count"], 1);
 
-    let res = send(&a, Method::PATCH, &format!("/courses/{id}"), &teacher, json!({"published": false})).await;
+    let res = a.send_json(Method::PATCH, &format!("/courses/{id}"), teacher.auth(), json!({"published": false})).await;
     expect(res, StatusCode::OK).await;
     problem(b.get(&format!("/courses/{id}"), Some(&student.token)).await, StatusCode::NOT_FOUND).await;
-    assert!(get_json(b, "/courses", &student).await["items"].as_array().unwrap().is_empty(), "unpublished is gone");
+    assert!(
+        b.get_json("/courses", student.auth()).await["items"].as_array().unwrap().is_empty(),
+        "unpublished is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_makes_a_retried_create_return_the_first_response() {
     let app = TestApp::spawn().await;
-    let teacher = user(&app, "teacher", "instructor").await;
-    let other = user(&app, "other", "instructor").await;
+    let teacher = app.user("teacher", "instructor").await;
+    let other = app.user("other", "instructor").await;
     let body = json!({"slug": "retry-safe", "title": "Retry", "summary": "S", "level": "beginner"});
-    let post = |u: &fixtures::User, key: &str, body: Value| {
+    let post = |u: &User, key: &str, body: Value| {
         app.req(Method::POST, "/courses", Some(&u.token)).header("idempotency-key", key).json(&body).send()
     };
 
@@ -464,7 +484,7 @@ async fn idempotency_key_makes_a_retried_create_return_the_first_response() {
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first, "the first response, byte for byte");
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM courses").await, 1);
 
     // The same key with another request is refused, and creates nothing.
     let changed = json!({"slug": "retry-other", "title": "Other", "summary": "S", "level": "beginner"});
@@ -473,7 +493,7 @@ async fn idempotency_key_makes_a_retried_create_return_the_first_response() {
     assert_eq!(error_fields(&body422), vec!["Idempotency-Key"]);
     // Keys are per user: another instructor's "key-1" is theirs.
     assert_eq!(post(&other, "key-1", changed).await.unwrap().status(), StatusCode::CREATED);
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM courses").await, 2);
 
     // A refused request does not burn the key: the corrected retry goes through.
     let bad = json!({"slug": "x", "title": "Bad", "summary": "S", "level": "beginner"});
@@ -487,7 +507,7 @@ async fn idempotency_key_makes_a_retried_create_return_the_first_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retries_with_one_idempotency_key_create_one_course() {
     let app = TestApp::spawn().await;
-    let teacher = user(&app, "teacher", "instructor").await;
+    let teacher = app.user("teacher", "instructor").await;
     let body = json!({"slug": "storm", "title": "Storm", "summary": "S", "level": "beginner"});
     let requests = (0..8).map(|_| {
         app.req(Method::POST, "/courses", Some(&teacher.token)).header("idempotency-key", "same").json(&body).send()
@@ -496,5 +516,5 @@ async fn concurrent_retries_with_one_idempotency_key_create_one_course() {
         futures::future::join_all(requests).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
     assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
     assert!(statuses.contains(&201));
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM courses").await, 1, "{statuses:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM courses").await, 1, "{statuses:?}");
 }

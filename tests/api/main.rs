@@ -1,0 +1,17 @@
+//! The integration tests, in one binary so that the crate is built and linked for them once.
+//! `support` is the harness every module uses: the application on a fresh database, users,
+//! requests and the assertions on their answers, and a real SMTP server.
+
+mod support;
+
+mod achievements;
+mod admin;
+mod assessments;
+mod auth;
+mod catalog;
+mod email;
+mod guards;
+mod process;
+mod progress;
+mod reactions;
+mod realtime;
