@@ -2,7 +2,7 @@
 //! SQLite or PostgreSQL + Redis (`CIFIX_TEST_BACKEND=postgres`, where a second instance joins).
 
 use crate::support::catalog::{World, course, lesson, module, publish, world};
-use crate::support::{TestApp, problem, require_postgres};
+use crate::support::{TestApp, problem};
 use crate::support::{User, expect};
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
@@ -225,10 +225,8 @@ async fn awarded_once_under_parallel_completions() {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL + Redis: CIFIX_TEST_BACKEND=postgres, run ignored tests too"]
 async fn awarded_once_under_parallel_completions_on_two_instances() {
-    require_postgres();
-    let a = TestApp::spawn().await;
+    let a = TestApp::spawn_on_postgres().await;
     let b = a.spawn_peer().await;
     let w = many_courses(&a, 10).await;
     let futs = w.lesson_ids.iter().enumerate().map(|(i, l)| {

@@ -78,8 +78,12 @@ fn unsafe_kill(pid: u32) {
 /// A data directory and the environment for a `cifix` process. Bind the result before starting
 /// any process, so that the processes are stopped before it removes their database.
 async fn env_for_process() -> (Scratch, tempfile::TempDir, HashMap<String, String>) {
+    env_for_process_on(Backend::of_run()).await
+}
+
+async fn env_for_process_on(backend: Backend) -> (Scratch, tempfile::TempDir, HashMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
-    let (env, scratch) = base_env(&dir).await;
+    let (env, scratch) = base_env_on(&dir, backend).await;
     (scratch, dir, env)
 }
 
@@ -298,10 +302,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 /// Two instances on one PostgreSQL + Redis spend one budget: requests alternate between them
 /// and the refusals start where a single instance's would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL + Redis: CIFIX_TEST_BACKEND=postgres, run ignored tests too"]
 async fn two_processes_on_one_postgres_and_redis_share_one_rate_limit_budget() {
-    require_postgres();
-    let (_scratch, _dir, mut env) = env_for_process().await;
+    let (_scratch, _dir, mut env) = env_for_process_on(Backend::Postgres).await;
     env.insert("CIFIX_RATE_LIMIT_PER_MINUTE".into(), "10".into());
     let a = Server::start(&env, "a").await;
     let b = Server::start(&env, "b").await;
@@ -338,10 +340,8 @@ async fn with_redis_down_requests_are_served_and_still_limited_per_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL + Redis: CIFIX_TEST_BACKEND=postgres, run ignored tests too"]
 async fn readiness_is_503_while_the_database_is_unreachable() {
-    require_postgres();
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on_postgres().await;
     assert_eq!(app.get("/health/ready", None).await.status(), StatusCode::OK);
     let db_name = app.env["DATABASE_URL"].rsplit('/').next().unwrap().to_string();
     let admin = sea_orm::Database::connect(format!("{}/postgres", pg_base())).await.unwrap();

@@ -5,7 +5,7 @@ use std::{collections::HashSet, time::Duration};
 
 use crate::support::catalog::{World, world};
 use crate::support::live::{Got, Sse, connect, expect_close, expect_event, next, send_text, ticket, ws};
-use crate::support::{TestApp, problem, require_postgres};
+use crate::support::{TestApp, problem};
 use crate::support::{User, expect};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -342,10 +342,8 @@ async fn shutdown_closes_websockets_with_1001_and_ends_sse() {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL + Redis: CIFIX_TEST_BACKEND=postgres, run ignored tests too"]
 async fn an_event_on_one_instance_reaches_clients_on_another() {
-    require_postgres();
-    let a = TestApp::spawn().await;
+    let a = TestApp::spawn_on_postgres().await;
     let b = a.spawn_peer().await;
     let w = world(&a, 1, 2).await;
     let admin = a.user("admin", "admin").await;

@@ -32,14 +32,20 @@ pub fn use_postgres() -> bool {
     std::env::var("CIFIX_TEST_BACKEND").is_ok_and(|v| v == "postgres")
 }
 
-/// For tests that exercise several instances over shared PostgreSQL + Redis: they are marked
-/// `#[ignore]` so the SQLite run reports them as not run, and fail here, naming what they need,
-/// if someone runs them without it.
-pub fn require_postgres() {
-    assert!(
-        use_postgres(),
-        "this test needs PostgreSQL + Redis: run it with CIFIX_TEST_BACKEND=postgres (and --run-ignored all)"
-    );
+/// Which services a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite and in-process parts.
+    Embedded,
+    /// PostgreSQL + Redis (`CIFIX_TEST_PG_URL`, `CIFIX_TEST_REDIS_URL`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of this run: `CIFIX_TEST_BACKEND=postgres` or the embedded default.
+    pub fn of_run() -> Backend {
+        if use_postgres() { Backend::Postgres } else { Backend::Embedded }
+    }
 }
 
 pub fn pg_base() -> String {
@@ -142,10 +148,12 @@ async fn remove_redis_keys(prefix: &str) -> redis::RedisResult<()> {
 }
 
 /// A fresh, empty database URL for one test, and the guard that drops the database.
-async fn fresh_database(dir: &TempDir) -> (String, Option<String>) {
-    if use_postgres() {
+async fn fresh_database(dir: &TempDir, backend: Backend) -> (String, Option<String>) {
+    if backend == Backend::Postgres {
         let name = format!("{DATABASE_PREFIX}{}", Uuid::new_v4().simple());
-        let admin = Database::connect(format!("{}/postgres", pg_base())).await.expect("PostgreSQL reachable");
+        let admin = Database::connect(format!("{}/postgres", pg_base()))
+            .await
+            .unwrap_or_else(|e| panic!("this test needs PostgreSQL at {} (set CIFIX_TEST_PG_URL): {e}", pg_base()));
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
         admin.close().await.ok();
         (format!("{}/{name}", pg_base()), Some(name))
@@ -157,9 +165,14 @@ async fn fresh_database(dir: &TempDir) -> (String, Option<String>) {
 /// The environment a test server starts with: fast hashing and budgets no normal test reaches.
 /// The returned `Scratch` owns the database and Redis prefix named in it.
 pub async fn base_env(dir: &TempDir) -> (HashMap<String, String>, Scratch) {
+    base_env_on(dir, Backend::of_run()).await
+}
+
+/// As [`base_env`], on the given backend whatever this run's is.
+pub async fn base_env_on(dir: &TempDir, backend: Backend) -> (HashMap<String, String>, Scratch) {
     let mut env = HashMap::new();
     let mut scratch = Scratch::none();
-    let (url, database) = fresh_database(dir).await;
+    let (url, database) = fresh_database(dir, backend).await;
     scratch.database = database;
     env.insert("CIFIX_DATA_DIR".into(), dir.path().display().to_string());
     env.insert("DATABASE_URL".into(), url);
@@ -168,7 +181,7 @@ pub async fn base_env(dir: &TempDir) -> (HashMap<String, String>, Scratch) {
     env.insert("CIFIX_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     env.insert("CIFIX_AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     env.insert("CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
-    if use_postgres() {
+    if backend == Backend::Postgres {
         let prefix = format!("{REDIS_PREFIX}{}:", Uuid::new_v4().simple());
         env.insert("REDIS_URL".into(), redis_url());
         env.insert("CIFIX_REDIS_PREFIX".into(), prefix.clone());
@@ -215,8 +228,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+        Self::spawn_on(Backend::of_run(), customize).await
+    }
+
+    /// For tests of several instances sharing one database and one Redis: they need PostgreSQL
+    /// + Redis whatever backend the run is on, and fail naming them when they are missing.
+    pub async fn spawn_on_postgres() -> TestApp {
+        Self::spawn_on(Backend::Postgres, |_| {}).await
+    }
+
+    pub async fn spawn_on(backend: Backend, customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let (mut env, scratch) = base_env(&dir).await;
+        let (mut env, scratch) = base_env_on(&dir, backend).await;
         customize(&mut env);
         Self::spawn_env(dir, env, Some(scratch)).await
     }
