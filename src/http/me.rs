@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     app::AppState,
-    auth::{UserView, service::SessionView},
+    auth::{SessionView, UserView},
     email::{EmailPreferences, EmailPreferencesPatch},
     kernel::pagination::Page,
 };
