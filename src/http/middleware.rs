@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::{
-    extract::UserSlot,
+    extract::{UserSlot, bearer_token},
     problem::{ApiError, REQUEST_ID},
 };
 use crate::{
@@ -271,16 +271,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     };
     // Keys belong to the caller. Without a valid token there is no caller: the handler will
     // answer 401 and there is nothing to remember.
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
     // A full session check, not just the signature: a revoked session must not read back
     // stored responses.
-    let principal = match token {
-        Some(t) => state.auth.authenticate(&t).await.ok(),
+    let principal = match bearer_token(req.headers()) {
+        Some(t) => state.auth.authenticate(t).await.ok(),
         None => None,
     };
     let Some(principal) = principal else { return next.run(req).await };

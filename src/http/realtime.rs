@@ -43,7 +43,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::Auth,
+    extract::{Auth, bearer_token},
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
@@ -138,10 +138,8 @@ async fn websocket(
     }
     let user = live::consume_ticket(&s.db, q.ticket.as_deref().unwrap_or_default()).await?;
     // A non-browser client that also sends a bearer token must be the ticket's owner.
-    if let Some(token) =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
-    {
-        let p = s.auth.authenticate(token.trim()).await?;
+    if let Some(token) = bearer_token(&headers) {
+        let p = s.auth.authenticate(token).await?;
         if p.user_id != user.user_id {
             return Err(TicketError::Invalid.into());
         }
