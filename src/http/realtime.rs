@@ -44,6 +44,7 @@ use uuid::Uuid;
 
 use super::{
     extract::{Auth, bearer_token},
+    policy,
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
@@ -67,7 +68,9 @@ const MAX_MESSAGES_PER_PING: u32 = 60;
 const REPLAY_PAGE: u64 = 200;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(ticket)).routes(routes!(websocket)).routes(routes!(events))
+    // A ticket is a credential for the WebSocket.
+    let ticket = policy::not_remembered(OpenApiRouter::new().routes(routes!(ticket)));
+    OpenApiRouter::new().merge(ticket).routes(routes!(websocket)).routes(routes!(events))
 }
 
 impl From<TooManyConnections> for ApiError {
