@@ -24,4 +24,5 @@ pub mod migration;
 pub mod notifications;
 pub mod progress;
 pub mod reactions;
+pub mod state;
 pub mod telemetry;

@@ -17,13 +17,13 @@ use super::{
     problem::{ApiError, ApiResult, FieldError, Problem},
 };
 use crate::{
-    app::AppState,
     assessments::{
         AssessError, AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo,
         ResultsInput, paths::LearningPathView,
     },
     kernel::context::Role,
     kernel::pagination::Page,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

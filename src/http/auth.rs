@@ -11,7 +11,7 @@ use super::{
     policy,
     problem::{ApiError, ApiResult, Problem},
 };
-use crate::{app::AppState, auth::TokenPair, infra::ratelimit::Rule};
+use crate::{auth::TokenPair, infra::ratelimit::Rule, state::AppState};
 
 pub fn router() -> OpenApiRouter<AppState> {
     // Each of these costs a bcrypt hash or lets a guesser probe an account or a token.

@@ -13,7 +13,6 @@ use super::{
     problem::{ApiError, ApiResult, FieldError, Problem},
 };
 use crate::{
-    app::AppState,
     catalog::{
         CatalogError,
         service::{
@@ -23,6 +22,7 @@ use crate::{
     },
     kernel::context::Role,
     kernel::pagination::Page,
+    state::AppState,
 };
 
 const AUTHORS: &[Role] = &[Role::Instructor, Role::Admin];

@@ -19,8 +19,8 @@ use super::{
     problem::{ApiResult, Problem},
 };
 use crate::{
-    app::AppState,
     email::{EmailError, render, ses},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

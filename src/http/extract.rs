@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use super::problem::{ApiError, FieldError};
 use crate::{
-    app::AppState,
     kernel::context::{Principal, RequestContext, Role},
     kernel::pagination::PageRequest,
+    state::AppState,
 };
 
 /// JSON body: 415 for another content type, 413 over the size limit, 400 for malformed JSON,

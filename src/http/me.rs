@@ -15,10 +15,10 @@ use super::{
     problem::{ApiResult, Problem},
 };
 use crate::{
-    app::AppState,
     auth::{SessionView, UserView},
     email::{EmailPreferences, EmailPreferencesPatch},
     kernel::pagination::Page,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

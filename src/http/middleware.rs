@@ -22,12 +22,12 @@ use super::{
     problem::{ApiError, REQUEST_ID},
 };
 use crate::{
-    app::AppState,
     infra::{
         db::STATEMENTS,
         ratelimit::{Decision, Rule},
     },
     kernel::context::RequestContext,
+    state::AppState,
 };
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

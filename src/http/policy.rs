@@ -8,7 +8,7 @@ use utoipa::openapi::{OpenApi, extensions::Extensions};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::middleware;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// For routes whose abuse costs a bcrypt hash or guards an account: the stricter per-IP auth
 /// budget, charged on top of the general one.
@@ -28,11 +28,10 @@ const NOT_REMEMBERED: &str = "x-idempotency-key-ignored";
 /// declaration as the route itself), and [`Unremembered::from_doc`] reads it back by route.
 pub fn not_remembered(mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
     for item in router.get_openapi_mut().paths.paths.values_mut() {
-        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch] {
-            if let Some(op) = op {
-                let ext = op.extensions.get_or_insert_with(Extensions::default);
-                ext.insert(NOT_REMEMBERED.to_string(), serde_json::Value::Bool(true));
-            }
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            let ext = op.extensions.get_or_insert_with(Extensions::default);
+            ext.insert(NOT_REMEMBERED.to_string(), serde_json::Value::Bool(true));
         }
     }
     router

@@ -48,12 +48,12 @@ use super::{
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
-    app::AppState,
     infra::realtime::{DropReason, Outgoing, RealtimeEvent, Registration, TooManyConnections},
     notifications::{
         self,
         live::{self, TICKET_TTL, TicketError},
     },
+    state::AppState,
 };
 
 /// Largest frame or message a client may send; the protocol needs a few bytes.
