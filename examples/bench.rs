@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cifix::{app, config::Config};
+use cifix::{app, config::Config, state::AppState};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         config.max_concurrent_hashes,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    let state = app::build(config).await?;
+    let state = AppState::build(config).await?;
     let state_for_setup = state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/api/v1", listener.local_addr()?);
@@ -173,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
 async fn progress_scenarios(
     client: &reqwest::Client,
     base: &str,
-    state: &app::AppState,
+    state: &AppState,
     progress_clients: usize,
 ) -> anyhow::Result<()> {
     state.auth.create_user("teacher@example.com", PASSWORD, cifix::kernel::context::Role::Instructor).await?;

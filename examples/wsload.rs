@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cifix::{app, config::Config};
+use cifix::{app, config::Config, state::AppState};
 use futures::{StreamExt, stream};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
         config.redis_url.is_some(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    let state = app::build(config).await?;
+    let state = AppState::build(config).await?;
     let db = state.db.clone();
     let hub = state.hub.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -278,7 +278,7 @@ async fn main() -> anyhow::Result<()> {
         user += 1;
         // 4 more per user: with the latency client above that is the cap of 5 for students,
         // and these idle users have no other connection.
-        for _ in 0..app::MAX_LIVE_CONNECTIONS_PER_USER {
+        for _ in 0..cifix::state::MAX_LIVE_CONNECTIONS_PER_USER {
             if base_conns + held >= max_connections {
                 break 'open;
             }

@@ -7,9 +7,10 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     app,
-    auth::{AuthError, AuthService, password::Hasher, tokens::TokenKeys},
+    auth::AuthError,
     config::Config,
     kernel::context::Role,
+    state::{self, AppState},
     telemetry,
 };
 
@@ -55,18 +56,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let bind = config.bind;
-            let state = app::build(config).await?;
+            let state = AppState::build(config).await?;
             let listener =
                 tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding CIFIX_BIND={bind}"))?;
             tracing::info!(addr = %listener.local_addr()?, "cifix listening");
             app::serve(state, listener, app::shutdown_signal()).await
         }
         Command::Worker => {
-            let state = app::build(config).await?;
+            let state = AppState::build(config).await?;
             app::run_worker(state, app::shutdown_signal()).await
         }
         Command::Migrate => {
-            let db = app::connect_db(&config).await?;
+            let db = state::connect_db(&config).await?;
             db.migrate().await.context("running migrations")?;
             tracing::info!("migrations applied");
             Ok(())
@@ -77,22 +78,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().lock().read_line(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let db = app::connect_db(&config).await?;
-            db.migrate().await.context("running migrations")?;
-            // No mail is sent from here (operators create verified-by-hand accounts), so the
-            // unsubscribe key is irrelevant.
-            let mailer = crate::email::EmailService::new(&config, db.clone(), &[0u8; 32]);
-            // Only the hasher and the database are needed; the token keys are never used here.
-            let service = AuthService {
-                db,
-                hasher: Hasher::new(config.bcrypt_cost, 1),
-                keys: TokenKeys::new(&[0u8; 32], &[], "", "", config.access_token_ttl),
-                refresh_ttl: config.refresh_token_ttl,
-                max_failed_logins_per_hour: config.max_failed_logins_per_hour,
-                email: mailer,
-                events: Default::default(),
-            };
-            match service.create_user(&email, password, role).await {
+            // Wired exactly as the server is (hashing cost, secrets, database).
+            let state = AppState::build(config).await?;
+            match state.auth.create_user(&email, password, role).await {
                 Ok(u) => {
                     println!("created {} {} ({})", u.role.as_str(), u.email, u.id);
                     Ok(())
@@ -111,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if config.env == crate::config::Environment::Production {
                 bail!("seed-demo refuses to run with CIFIX_ENV=production");
             }
-            let state = app::build(config).await?;
+            let state = AppState::build(config).await?;
             let report = crate::demo::seed(&state.auth, &state.catalog, &state.progress).await?;
             match report.password {
                 Some(pw) => {

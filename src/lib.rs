@@ -26,4 +26,5 @@ pub mod migration;
 pub mod notifications;
 pub mod progress;
 pub mod reactions;
+pub mod state;
 pub mod telemetry;

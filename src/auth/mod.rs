@@ -1,7 +1,120 @@
-//! Accounts and sessions.
+//! Accounts and sessions. Knows the database and the audit trail, nothing of HTTP.
+//!
+//! One file per feature: `register`, `login`, `sessions` (refresh, logout, who is calling),
+//! `email_flows` (verification and password reset), `profile`; `model` holds the views.
 
+mod email_flows;
+mod login;
+mod model;
 pub mod password;
-pub mod service;
+mod profile;
+mod register;
+mod sessions;
 pub mod tokens;
 
-pub use service::{AuthError, AuthService, TokenPair, UserView};
+use std::time::Duration;
+
+use sea_orm::DbErr;
+use validator::ValidateEmail;
+
+pub use model::{SessionView, TokenPair, UserView};
+
+use crate::{
+    email::{EmailError, EmailService},
+    infra::{db::Db, realtime::EventBus},
+};
+use password::{HashError, Hasher};
+use tokens::TokenKeys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("validation failed")]
+    Validation(Vec<(&'static str, String)>),
+    #[error("email already registered")]
+    EmailTaken,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("too many failed sign-in attempts for this account")]
+    AccountLocked { retry_after_secs: u64 },
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error("not authenticated")]
+    Unauthenticated,
+    #[error("not found")]
+    NotFound,
+    #[error("password hashing is saturated")]
+    Busy,
+    #[error("the token is invalid, expired or already used")]
+    InvalidEmailToken,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DbErr> for AuthError {
+    fn from(e: DbErr) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl From<EmailError> for AuthError {
+    fn from(e: EmailError) -> Self {
+        match e {
+            EmailError::InvalidAddress => invalid("email", "must be a valid email address"),
+            other => AuthError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<HashError> for AuthError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => AuthError::Busy,
+            HashError::Internal(m) => AuthError::Internal(m),
+        }
+    }
+}
+
+fn invalid(field: &'static str, msg: impl Into<String>) -> AuthError {
+    AuthError::Validation(vec![(field, msg.into())])
+}
+
+pub struct AuthService {
+    pub db: Db,
+    pub hasher: Hasher,
+    pub keys: TokenKeys,
+    pub refresh_ttl: Duration,
+    pub max_failed_logins_per_hour: u32,
+    pub email: EmailService,
+    /// Ending sessions also ends the user's live connections (WebSocket/SSE) on every
+    /// instance; those still entitled reconnect with a fresh ticket.
+    pub events: EventBus,
+}
+
+/// Emails are compared case-insensitively; we store them trimmed and lower-cased.
+pub fn normalize_email(email: &str) -> Result<String, AuthError> {
+    let e = email.trim().to_lowercase();
+    if e.len() > 254 || !e.validate_email() {
+        return Err(invalid("email", "must be a valid email address"));
+    }
+    // CR/LF can never be in a valid address, but this value later reaches mail headers.
+    if e.chars().any(char::is_control) {
+        return Err(invalid("email", "must be a valid email address"));
+    }
+    Ok(e)
+}
+
+pub fn validate_display_name(name: &str) -> Result<String, AuthError> {
+    let n = name.trim();
+    let chars = n.chars().count();
+    if chars == 0 || chars > 100 {
+        return Err(invalid("display_name", "must be 1 to 100 characters"));
+    }
+    if n.chars().any(char::is_control) {
+        return Err(invalid("display_name", "must not contain control characters"));
+    }
+    Ok(n.to_string())
+}
+
+fn check_password(field: &'static str, password: &str, email: &str) -> Result<(), AuthError> {
+    password::check_strength(password, email).map_err(|m| invalid(field, m))
+}

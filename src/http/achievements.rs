@@ -9,9 +9,9 @@ use super::{
 };
 use crate::{
     achievements::{self, AchievementError, AchievementView, AwardView, NewAchievement},
-    app::AppState,
     kernel::context::Role,
     kernel::pagination::Page,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

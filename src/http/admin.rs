@@ -16,10 +16,10 @@ use super::{
 };
 use crate::{
     admin::{AdminError, AdminUserView, AuditEntryView, AuditFilter},
-    app::AppState,
     email::EmailView,
     kernel::context::Role,
     kernel::pagination::Page,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

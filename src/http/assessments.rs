@@ -13,30 +13,35 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id, parse_json},
     machine::MachineClient,
+    policy,
     problem::{ApiError, ApiResult, FieldError, Problem},
 };
 use crate::{
-    app::AppState,
     assessments::{
         AssessError, AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo,
         ResultsInput, paths::LearningPathView,
     },
     kernel::context::Role,
     kernel::pagination::Page,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    // A launch token, signed machine calls and client secrets. Machine clients use the
+    // results' own `external_id` for idempotency instead.
+    let credentials = OpenApiRouter::new()
         .routes(routes!(start))
-        .routes(routes!(list_mine))
-        .routes(routes!(get_one))
-        .routes(routes!(my_learning_path))
-        .routes(routes!(user_learning_path))
         .routes(routes!(results))
         .routes(routes!(launch))
         .routes(routes!(create_client, list_clients))
         .routes(routes!(revoke_client))
-        .routes(routes!(rotate_client))
+        .routes(routes!(rotate_client));
+    OpenApiRouter::new()
+        .routes(routes!(list_mine))
+        .routes(routes!(get_one))
+        .routes(routes!(my_learning_path))
+        .routes(routes!(user_learning_path))
+        .merge(policy::not_remembered(credentials))
 }
 
 impl From<AssessError> for ApiError {

@@ -8,21 +8,24 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     extract::{ApiJson, Auth, Ctx},
+    policy,
     problem::{ApiError, ApiResult, Problem},
 };
-use crate::{app::AppState, auth::TokenPair, infra::ratelimit::Rule};
+use crate::{auth::TokenPair, infra::ratelimit::Rule, state::AppState};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    // Each of these costs a bcrypt hash or lets a guesser probe an account or a token.
+    let guarding = OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(refresh))
-        .routes(routes!(logout))
-        .routes(routes!(logout_all))
         .routes(routes!(verify_email))
-        .routes(routes!(resend_verification))
         .routes(routes!(forgot_password))
-        .routes(routes!(reset_password))
+        .routes(routes!(reset_password));
+    let ending =
+        OpenApiRouter::new().routes(routes!(logout)).routes(routes!(logout_all)).routes(routes!(resend_verification));
+    // Passwords and tokens in every request or response here.
+    policy::not_remembered(policy::auth_budget(guarding).merge(ending))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -87,7 +90,7 @@ async fn forgot_password(
     if d.allowed {
         s.auth.forgot_password(&ctx, &b.email).await?;
     } else {
-        crate::auth::service::normalize_email(&b.email)?;
+        crate::auth::normalize_email(&b.email)?;
     }
     Ok(StatusCode::ACCEPTED)
 }

@@ -13,13 +13,13 @@ use super::{
     problem::{ApiError, ApiResult, FieldError, Problem},
 };
 use crate::{
-    app::AppState,
     catalog::{
         CatalogError, CoursePatch, CourseSummary, CourseView, LessonPatch, LessonView, ModulePatch, ModuleView,
         NewCourse, NewLesson, NewModule,
     },
     kernel::context::Role,
     kernel::pagination::Page,
+    state::AppState,
 };
 
 const AUTHORS: &[Role] = &[Role::Instructor, Role::Admin];

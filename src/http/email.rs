@@ -15,15 +15,18 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     extract::{ApiQuery, Ctx, parse_json},
+    policy,
     problem::{ApiResult, Problem},
 };
 use crate::{
-    app::AppState,
     email::{EmailError, render, ses},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(unsubscribe_page, unsubscribe)).routes(routes!(ses_notifications))
+    // A signed machine call.
+    let notifications = policy::not_remembered(OpenApiRouter::new().routes(routes!(ses_notifications)));
+    OpenApiRouter::new().routes(routes!(unsubscribe_page, unsubscribe)).merge(notifications)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -5,16 +5,16 @@ use std::sync::{Arc, OnceLock};
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Query, Request, rejection::BytesRejection},
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::problem::{ApiError, FieldError};
 use crate::{
-    app::AppState,
     kernel::context::{Principal, RequestContext, Role},
     kernel::pagination::PageRequest,
+    state::AppState,
 };
 
 /// JSON body: 415 for another content type, 413 over the size limit, 400 for malformed JSON,
@@ -133,6 +133,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
+/// The token of `Authorization: Bearer <token>`, the one reading of that header for every
+/// guard and handler (RFC 6750 §2.1): the scheme in any case (RFC 7235), exactly one space,
+/// then a non-empty b64token and nothing else. Anything else is no token at all.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.len() >= 4096 {
+        return None;
+    }
+    let body = token.trim_end_matches('=');
+    let b64token = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+    (!body.is_empty() && body.bytes().all(b64token)).then_some(token)
+}
+
 /// Filled by [`Auth`] so that the access log can name the user.
 #[derive(Clone, Default)]
 pub struct UserSlot(pub Arc<OnceLock<Uuid>>);
@@ -143,14 +157,7 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() < 4096)
-            .ok_or_else(ApiError::unauthorized)?;
+        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let principal = match parts.extensions.get::<super::middleware::Authenticated>() {
             Some(a) => a.0.clone(),
             None => state.auth.authenticate(token).await?,
@@ -166,5 +173,31 @@ impl Auth {
     pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
         // An endpoint a role may not use is answered like one that does not exist.
         if roles.contains(&self.0.role) { Ok(&self.0) } else { Err(ApiError::not_found()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str) -> Option<String> {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value.parse().unwrap());
+        bearer_token(&h).map(str::to_string)
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_strict() {
+        for ok in ["Bearer a.b-c_d~e+f/g==", "bearer a.b", "BEARER a.b", "bEaReR x"] {
+            assert!(parse(ok).is_some(), "{ok}");
+        }
+        assert_eq!(parse("bearer abc").as_deref(), Some("abc"));
+        for bad in
+            ["Bearer", "Bearer ", "Bearer  abc", "Bearer abc def", "Bearerabc", "Basic abc", "Bearer a=b", "Bearer ="]
+        {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+        assert_eq!(parse(&format!("Bearer {}", "a".repeat(5000))), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 }

@@ -9,7 +9,7 @@ use axum::{
 };
 
 use super::problem::ApiError;
-use crate::{app::AppState, assessments::SignedRequest};
+use crate::{assessments::SignedRequest, state::AppState};
 
 /// Largest integration body. `details` is limited to 64 KiB; the rest is headroom for skills.
 pub const MAX_MACHINE_BODY: usize = 256 * 1024;

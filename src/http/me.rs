@@ -11,19 +11,22 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
+    policy,
     problem::{ApiResult, Problem},
 };
 use crate::{
-    app::AppState,
-    auth::{UserView, service::SessionView},
+    auth::{SessionView, UserView},
     email::{EmailPreferences, EmailPreferencesPatch},
     kernel::pagination::Page,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
+    // Costs a bcrypt hash, and its body holds passwords (even a hash of them must not be kept).
+    let password = policy::not_remembered(policy::auth_budget(OpenApiRouter::new().routes(routes!(change_password))));
     OpenApiRouter::new()
         .routes(routes!(get_me, patch_me))
-        .routes(routes!(change_password))
+        .merge(password)
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(get_preferences, put_preferences))

@@ -6,6 +6,7 @@ use std::{
 };
 
 use axum::{
+    Extension,
     body::Body,
     extract::{ConnectInfo, MatchedPath, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
@@ -16,13 +17,17 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::{
-    extract::UserSlot,
+    extract::{UserSlot, bearer_token},
+    policy::Unremembered,
     problem::{ApiError, REQUEST_ID},
 };
 use crate::{
-    app::AppState,
-    infra::{db::STATEMENTS, ratelimit::Rule},
+    infra::{
+        db::STATEMENTS,
+        ratelimit::{Decision, Rule},
+    },
     kernel::context::RequestContext,
+    state::AppState,
 };
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -202,29 +207,37 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     res
 }
 
-/// Routes whose abuse costs a bcrypt hash or guards an account get a stricter per-IP budget.
-fn is_auth_route(path: &str) -> bool {
-    matches!(
-        path,
-        "/api/v1/auth/login"
-            | "/api/v1/auth/register"
-            | "/api/v1/auth/refresh"
-            | "/api/v1/auth/password/forgot"
-            | "/api/v1/auth/password/reset"
-            | "/api/v1/auth/email/verify"
-            | "/api/v1/me/password"
-    )
+/// The caller's rate-limit account, left by [`rate_limit`] for route policies that charge a
+/// stricter budget on top of the general one.
+#[derive(Clone)]
+struct RateAccount {
+    state: AppState,
+    key: String,
 }
 
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req.extensions().get::<ClientIp>().map(|c| rate_limit_key(c.0)).unwrap_or_default();
-    let cfg = &state.config;
-    let general = Rule::per_minute("api", cfg.rate_limit_per_minute);
-    let mut decision = state.limiter.check(&general, &ip).await;
-    if decision.allowed && is_auth_route(req.uri().path()) {
-        let strict = Rule::per_minute("auth", cfg.auth_rate_limit_per_minute);
-        decision = state.limiter.check(&strict, &ip).await;
-    }
+/// The general per-IP budget, for every request.
+pub async fn rate_limit(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let key = req.extensions().get::<ClientIp>().map(|c| rate_limit_key(c.0)).unwrap_or_default();
+    let general = Rule::per_minute("api", state.config.rate_limit_per_minute);
+    let decision = state.limiter.check(&general, &key).await;
+    req.extensions_mut().insert(RateAccount { state, key });
+    limited(decision, req, next).await
+}
+
+/// The stricter per-IP auth budget; routes get it from `policy::auth_budget`. It runs inside
+/// [`rate_limit`], so a request the general budget refused never spends it.
+pub async fn auth_rate_limit(req: Request, next: Next) -> Response {
+    let Some(RateAccount { state, key }) = req.extensions().get::<RateAccount>().cloned() else {
+        // Only a router built without the general guard gets here; refuse rather than go unlimited.
+        return ApiError::internal("auth budget without a rate-limit account").into_response();
+    };
+    let strict = Rule::per_minute("auth", state.config.auth_rate_limit_per_minute);
+    let decision = state.limiter.check(&strict, &key).await;
+    limited(decision, req, next).await
+}
+
+/// Answers 429 when `decision` refuses, and reports the budget in the `RateLimit-*` headers.
+async fn limited(decision: Decision, req: Request, next: Next) -> Response {
     let mut res = if decision.allowed {
         next.run(req).await
     } else {
@@ -232,7 +245,8 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         ApiError::too_many(decision.retry_after_secs, "rate limit exceeded; retry later").into_response()
     };
     let h = res.headers_mut();
-    // A handler's own, stricter check (per account) wins if it set the headers already.
+    // A stricter check further in (the auth budget, a handler's per-account limit) wins if it
+    // set the headers already.
     if !h.contains_key("ratelimit-limit") {
         h.insert("ratelimit-limit", HeaderValue::from(decision.limit));
         h.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
@@ -247,23 +261,17 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Bo
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
-/// Routes whose responses carry credentials (tokens, one-time secrets) are not remembered:
-/// storing them would keep a secret in the database in clear. Machine clients use the
-/// results' own `external_id` for idempotency instead.
-fn idempotency_excluded(path: &str) -> bool {
-    ["/api/v1/auth/", "/api/v1/realtime/", "/api/v1/admin/integrations/", "/api/v1/integrations/"]
-        .iter()
-        .any(|p| path.starts_with(p))
-        // Its body holds passwords (even a hash of them must not be kept), and the assessment
-        // response holds a launch token.
-        || path == "/api/v1/me/password"
-        || path == "/api/v1/me/assessments"
-}
-
 /// `Idempotency-Key` on POST creates (rules in `crate::idempotency`).
-pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Routes marked by `policy::not_remembered` are passed through untouched.
+pub async fn idempotency(
+    State(state): State<AppState>,
+    Extension(unremembered): Extension<Unremembered>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(key) = req.headers().get("idempotency-key").cloned() else { return next.run(req).await };
-    if req.method() != axum::http::Method::POST || idempotency_excluded(req.uri().path()) {
+    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if req.method() != axum::http::Method::POST || route.is_some_and(|r| unremembered.contains(r)) {
         return next.run(req).await;
     }
     let Some(key) = key.to_str().ok().filter(|k| crate::idempotency::valid_key(k)).map(str::to_string) else {
@@ -271,16 +279,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     };
     // Keys belong to the caller. Without a valid token there is no caller: the handler will
     // answer 401 and there is nothing to remember.
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
     // A full session check, not just the signature: a revoked session must not read back
     // stored responses.
-    let principal = match token {
-        Some(t) => state.auth.authenticate(&t).await.ok(),
+    let principal = match bearer_token(req.headers()) {
+        Some(t) => state.auth.authenticate(t).await.ok(),
         None => None,
     };
     let Some(principal) = principal else { return next.run(req).await };

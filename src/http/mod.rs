@@ -12,6 +12,7 @@ pub mod me;
 pub mod middleware;
 pub mod notifications;
 pub mod ops;
+pub mod policy;
 pub mod problem;
 pub mod progress;
 pub mod realtime;
@@ -19,7 +20,7 @@ pub mod realtime;
 use std::time::Duration;
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{from_fn, from_fn_with_state},
@@ -32,7 +33,7 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -80,6 +81,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api();
+    let unremembered = policy::Unremembered::from_doc(&doc);
     let cfg = &state.config;
     let cors = if cfg.cors_origins.is_empty() {
         CorsLayer::new()
@@ -112,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         // Innermost first: each `.layer` wraps everything above it.
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(from_fn_with_state(state.clone(), middleware::idempotency))
+        .layer(Extension(unremembered))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, cfg.request_timeout))
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))

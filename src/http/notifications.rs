@@ -14,9 +14,9 @@ use super::{
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
-    app::AppState,
     kernel::pagination::{Page, PageRequest},
     notifications::{self, NotificationError, NotificationView},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The process is up (it may still be unable to serve: see readiness).
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "alive")))]

@@ -15,13 +15,13 @@ use super::{
     problem::{ApiError, ApiResult, FieldError, Problem},
 };
 use crate::{
-    app::AppState,
     auth::UserView,
     kernel::context::Role,
     kernel::pagination::{Page, PageRequest},
     progress::{
         BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressError, ProgressUpdate,
     },
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

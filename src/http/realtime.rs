@@ -43,16 +43,17 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::Auth,
+    extract::{Auth, bearer_token},
+    policy,
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
-    app::AppState,
     infra::realtime::{DropReason, Outgoing, RealtimeEvent, Registration, TooManyConnections},
     notifications::{
         self,
         live::{self, TICKET_TTL, TicketError},
     },
+    state::AppState,
 };
 
 /// Largest frame or message a client may send; the protocol needs a few bytes.
@@ -67,7 +68,9 @@ const MAX_MESSAGES_PER_PING: u32 = 60;
 const REPLAY_PAGE: u64 = 200;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(ticket)).routes(routes!(websocket)).routes(routes!(events))
+    // A ticket is a credential for the WebSocket.
+    let ticket = policy::not_remembered(OpenApiRouter::new().routes(routes!(ticket)));
+    OpenApiRouter::new().merge(ticket).routes(routes!(websocket)).routes(routes!(events))
 }
 
 impl From<TooManyConnections> for ApiError {
@@ -138,10 +141,8 @@ async fn websocket(
     }
     let user = live::consume_ticket(&s.db, q.ticket.as_deref().unwrap_or_default()).await?;
     // A non-browser client that also sends a bearer token must be the ticket's owner.
-    if let Some(token) =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
-    {
-        let p = s.auth.authenticate(token.trim()).await?;
+    if let Some(token) = bearer_token(&headers) {
+        let p = s.auth.authenticate(token).await?;
         if p.user_id != user.user_id {
             return Err(TicketError::Invalid.into());
         }

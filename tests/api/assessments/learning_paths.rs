@@ -135,7 +135,7 @@ async fn learning_rules_are_data_overridable_by_a_file() {
     let (mut env, _scratch) = crate::support::base_env(&dir).await;
     env.insert("CIFIX_LEARNING_RULES_PATH".into(), path.display().to_string());
     let config = cifix::config::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
-    let err = cifix::app::build(config).await.err().expect("refused").to_string();
+    let err = cifix::state::AppState::build(config).await.err().expect("refused").to_string();
     assert!(err.contains("CIFIX_LEARNING_RULES_PATH") && err.contains("skill"), "{err}");
 }
 

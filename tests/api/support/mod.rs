@@ -13,7 +13,7 @@ pub mod smtp;
 
 use std::{collections::HashMap, time::Duration};
 
-use cifix::{app, config::Config, infra::db::Db};
+use cifix::{config::Config, infra::db::Db, state::AppState};
 use reqwest::{Method, Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -213,7 +213,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Db,
     /// The running application's own state: its services, exactly as the server uses them.
-    pub state: app::AppState,
+    pub state: AppState,
     pub env: HashMap<String, String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -265,12 +265,12 @@ impl TestApp {
             cifix::telemetry::init_logging(cifix::config::LogFormat::Text);
         }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("valid test config");
-        let state = app::build(config).await.expect("app builds");
+        let state = AppState::build(config).await.expect("app builds");
         let db = state.db.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app::serve(state.clone(), listener, async move {
+        let server = tokio::spawn(cifix::app::serve(state.clone(), listener, async move {
             let _ = rx.await;
         }));
         TestApp {

@@ -1,0 +1,189 @@
+//! The composition root: configuration → infrastructure → services, in one state every
+//! entry point (server, worker, commands, tests) is built from. Knows nothing of HTTP.
+
+use std::{ops::Deref, path::Path, sync::Arc};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rand::RngCore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    admin::AdminService,
+    assessments::{AssessmentService, engine::LearningRules},
+    auth::{AuthService, password::Hasher, tokens::TokenKeys},
+    catalog::CatalogService,
+    config::Config,
+    email::EmailService,
+    infra::{
+        cache::Generation,
+        db::Db,
+        ratelimit::RateLimiter,
+        realtime::{EventBus, Hub},
+        redis::Redis,
+    },
+    kernel::facts::Reactor,
+    progress::ProgressService,
+    reactions::Reactions,
+    telemetry,
+};
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub auth: AuthService,
+    pub admin: AdminService,
+    pub catalog: CatalogService,
+    pub progress: ProgressService,
+    pub assessments: AssessmentService,
+    pub email: EmailService,
+    pub limiter: RateLimiter,
+    pub events: EventBus,
+    pub redis: Option<Arc<Redis>>,
+    pub metrics: PrometheusHandle,
+    /// This instance's live connections (WebSocket and SSE), fed by `events`.
+    pub hub: Arc<Hub>,
+    /// Cancelled by `serve` the moment shutdown begins: live connections close (WebSocket
+    /// 1001, SSE streams end) and background tasks stop. axum's graceful shutdown does not
+    /// see upgraded WebSocket connections, so they need their own signal.
+    pub shutdown: CancellationToken,
+    /// Tracks live-connection tasks so that `serve` can wait for their goodbyes.
+    pub live_tasks: TaskTracker,
+}
+
+/// Most live connections one user may hold on one instance (tabs, devices).
+pub const MAX_LIVE_CONNECTIONS_PER_USER: usize = 5;
+/// Events queued for one live connection before it counts as too slow and is dropped.
+pub const LIVE_QUEUE: usize = 64;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// In development without `CIFIX_JWT_SECRET`, a random secret is kept in the data directory so
+/// that sign-ins survive a restart. Production refuses to start without one (see config).
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &config.jwt_secret {
+        return Ok(s.clone());
+    }
+    let path = config.data_dir.join("jwt-secret");
+    if let Ok(s) = std::fs::read(&path)
+        && s.len() >= 32
+    {
+        return Ok(s);
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let mut bytes = [0u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes).into_bytes();
+    write_private(&path, &secret)?;
+    tracing::info!(path = %path.display(), "generated a development JWT secret");
+    Ok(secret)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
+    Db::connect(&config.database_url, config.db_max_connections)
+        .await
+        .with_context(|| format!("connecting to {}", crate::config::redact_url(&config.database_url)))
+}
+
+impl AppState {
+    /// The one way to wire the application: connects, migrates, builds every service. Used
+    /// by `serve`, `worker`, the other commands, the tests and the examples alike.
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        let db = connect_db(&config).await?;
+        db.migrate().await.context("running migrations")?;
+        let secret = jwt_secret(&config)?;
+        let keys = TokenKeys::new(
+            &secret,
+            &config.jwt_previous_secrets,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.access_token_ttl,
+        );
+        let hasher = Hasher::new(config.bcrypt_cost, config.max_concurrent_hashes);
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(Redis::new(url, &config.redis_prefix).context("REDIS_URL")?)),
+            None => None,
+        };
+        let limiter = match &redis {
+            Some(r) => RateLimiter::redis(r.clone()),
+            None => RateLimiter::local(),
+        };
+        let email = EmailService::new(&config, db.clone(), &secret);
+        let shutdown = CancellationToken::new();
+        let events = match &redis {
+            Some(r) => EventBus::with_redis(r.clone(), shutdown.clone()),
+            None => EventBus::default(),
+        };
+        let auth = AuthService {
+            db: db.clone(),
+            hasher,
+            keys,
+            refresh_ttl: config.refresh_token_ttl,
+            max_failed_logins_per_hour: config.max_failed_logins_per_hour,
+            email: email.clone(),
+            events: events.clone(),
+        };
+        let hub = Hub::new(MAX_LIVE_CONNECTIONS_PER_USER, LIVE_QUEUE);
+        hub.spawn_dispatcher(&events, shutdown.clone());
+        crate::notifications::live::spawn_session_sweeper(db.clone(), hub.clone(), shutdown.clone());
+        let admin = AdminService { db: db.clone(), events: events.clone() };
+        // Rules are loaded once at start: a bad file stops the process with its path and the error.
+        let rules = Arc::new(match &config.learning_rules_path {
+            Some(path) => LearningRules::load(path).map_err(|e| anyhow::anyhow!("CIFIX_LEARNING_RULES_PATH: {e}"))?,
+            None => LearningRules::bundled(),
+        });
+        let reactor: Arc<dyn Reactor> = Arc::new(Reactions { events: events.clone(), email: email.clone(), rules });
+        let assessments = AssessmentService {
+            db: db.clone(),
+            reactor: reactor.clone(),
+            tool_url: config.assessment_tool_url.clone(),
+            launch_ttl: config.assessment_launch_ttl,
+            secret_overlap: config.integration_secret_overlap,
+        };
+        Ok(AppState(Arc::new(Inner {
+            config,
+            catalog: CatalogService::new(
+                db.clone(),
+                match &redis {
+                    Some(r) => Generation::redis(r.clone(), "catalog"),
+                    None => Generation::local(),
+                },
+                reactor.clone(),
+            ),
+            progress: ProgressService { db: db.clone(), reactor },
+            assessments,
+            email,
+            admin,
+            db,
+            auth,
+            limiter,
+            events,
+            redis,
+            metrics: telemetry::metrics_handle(),
+            hub,
+            shutdown,
+            live_tasks: TaskTracker::new(),
+        })))
+    }
+}
