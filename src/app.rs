@@ -46,7 +46,7 @@ pub async fn serve(
             }
         })
     };
-    let live_shutdown = state.shutdown.clone();
+    let draining = state.clone();
     let live_tasks = state.live_tasks.clone();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let email_worker = if state.config.email.worker_in_serve {
@@ -58,7 +58,15 @@ pub async fn serve(
     let app = http::router(state);
     tokio::spawn(async move {
         shutdown.await;
-        live_shutdown.cancel();
+        // Readiness turns 503 and live clients are told to reconnect (to another instance)
+        // while requests are still served; only after the delay does the listener close.
+        let delay = draining.config.shutdown_delay;
+        draining.draining.store(true, std::sync::atomic::Ordering::Release);
+        draining.shutdown.cancel();
+        if !delay.is_zero() {
+            tracing::info!(delay_secs = delay.as_secs(), "shutting down: not ready, still serving");
+            tokio::time::sleep(delay).await;
+        }
         let _ = tx.send(true);
     });
     let drain_started = std::sync::Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());

@@ -57,8 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => {
             let bind = config.bind;
             let state = AppState::build(config).await?;
-            let listener =
-                tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding CIFIX_BIND={bind}"))?;
+            let listener = listen(bind).await?;
             tracing::info!(addr = %listener.local_addr()?, "cifix listening");
             app::serve(state, listener, app::shutdown_signal()).await
         }
@@ -114,5 +113,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => unreachable!(),
+    }
+}
+
+/// Binds `bind`. All interfaces (`PORT` alone) means IPv6 and IPv4 on one socket; a host
+/// without IPv6 gets IPv4 only instead of a refusal to start.
+async fn listen(bind: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(bind).await {
+        Ok(l) => Ok(l),
+        Err(e) if bind.ip().is_unspecified() && bind.is_ipv6() => {
+            tracing::warn!(error = %e, "no IPv6 here; listening on IPv4 only");
+            let v4 = std::net::SocketAddr::from(([0, 0, 0, 0], bind.port()));
+            tokio::net::TcpListener::bind(v4).await.with_context(|| format!("binding {v4}"))
+        }
+        Err(e) => Err(e).with_context(|| format!("binding CIFIX_BIND={bind}")),
     }
 }

@@ -49,6 +49,9 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Tracks live-connection tasks so that `serve` can wait for their goodbyes.
     pub live_tasks: TaskTracker,
+    /// Set when shutdown begins: readiness answers 503 while requests are still served, so the
+    /// load balancer moves traffic away before the listener closes.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Most live connections one user may hold on one instance (tabs, devices).
@@ -101,7 +104,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
-    Db::connect(&config.database_url, config.db_max_connections)
+    Db::connect(&config.database_url, config.db_max_connections, config.db_acquire_timeout)
         .await
         .with_context(|| format!("connecting to {}", crate::config::redact_url(&config.database_url)))
 }
@@ -111,7 +114,13 @@ impl AppState {
     /// by `serve`, `worker`, the other commands, the tests and the examples alike.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         let db = connect_db(&config).await?;
-        db.migrate().await.context("running migrations")?;
+        if config.migrate_on_start {
+            db.migrate().await.context("running migrations")?;
+        } else if !db.is_migrated().await.context("reading the migration state")? {
+            tracing::warn!(
+                "migrations are pending and CIFIX_MIGRATE_ON_START=false: not ready until `cifix migrate` runs"
+            );
+        }
         let secret = jwt_secret(&config)?;
         let keys = TokenKeys::new(
             &secret,
@@ -184,6 +193,7 @@ impl AppState {
             hub,
             shutdown,
             live_tasks: TaskTracker::new(),
+            draining: Default::default(),
         })))
     }
 }

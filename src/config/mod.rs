@@ -42,6 +42,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub db_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered 503: when the
+    /// database is down, clients hear so at once instead of after a long wait.
+    pub db_acquire_timeout: Duration,
+    /// `false` leaves migrations to `cifix migrate` run as a pre-deploy step; the instance is
+    /// then not ready while migrations are pending.
+    pub migrate_on_start: bool,
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     pub redis_prefix: String,
@@ -65,6 +71,9 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the instance keeps serving while its readiness says 503, so the
+    /// load balancer stops sending before the listener closes.
+    pub shutdown_delay: Duration,
 
     pub rate_limit_per_minute: u32,
     pub auth_rate_limit_per_minute: u32,
@@ -121,7 +130,11 @@ impl Config {
                 return Err(err("CIFIX_ENV", format!("expected development or production, got {other:?}")));
             }
         };
-        let bind = parse(&var, "CIFIX_BIND", "127.0.0.1:8080".parse().unwrap())?;
+        // Hosts such as Railway give the port to listen on in `PORT`; then every interface.
+        let bind = match (var("CIFIX_BIND"), var("PORT")) {
+            (None, Some(_)) => SocketAddr::from(([0u16; 8], parse(&var, "PORT", 8080u16)?)),
+            _ => parse(&var, "CIFIX_BIND", "127.0.0.1:8080".parse().unwrap())?,
+        };
         let data_dir = PathBuf::from(var("CIFIX_DATA_DIR").unwrap_or_else(|| "./data".into()));
         let jwt_secret = var("CIFIX_JWT_SECRET").map(String::into_bytes);
         match &jwt_secret {
@@ -211,6 +224,11 @@ impl Config {
             database_url,
             db_max_connections: positive("CIFIX_DB_MAX_CONNECTIONS", parse(&var, "CIFIX_DB_MAX_CONNECTIONS", 20)?)?
                 as u32,
+            db_acquire_timeout: Duration::from_millis(positive(
+                "CIFIX_DB_ACQUIRE_TIMEOUT_MS",
+                parse(&var, "CIFIX_DB_ACQUIRE_TIMEOUT_MS", 1_000)?,
+            )?),
+            migrate_on_start: parse_bool(&var, "CIFIX_MIGRATE_ON_START", true)?,
             redis_url,
             redis_prefix: var("CIFIX_REDIS_PREFIX").unwrap_or_else(|| "cifix:".into()),
             public_url: var("CIFIX_PUBLIC_URL").unwrap_or_else(|| format!("http://{bind}")),
@@ -240,6 +258,13 @@ impl Config {
                 parse(&var, "CIFIX_REQUEST_TIMEOUT_SECS", 15)?,
             )?),
             shutdown_grace: Duration::from_secs(parse(&var, "CIFIX_SHUTDOWN_GRACE_SECS", 20)?),
+            // Behind a load balancer the pause is what keeps a restart from refusing requests;
+            // on a developer's machine it would only make Ctrl-C slow.
+            shutdown_delay: Duration::from_secs(parse(
+                &var,
+                "CIFIX_SHUTDOWN_DELAY_SECS",
+                if env == Environment::Production { 5 } else { 0 },
+            )?),
             rate_limit_per_minute: positive(
                 "CIFIX_RATE_LIMIT_PER_MINUTE",
                 parse(&var, "CIFIX_RATE_LIMIT_PER_MINUTE", 600)?,
@@ -325,6 +350,11 @@ mod tests {
     fn defaults_are_embedded_and_local() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg(&[("PORT", "3000")]).unwrap().bind.to_string(), "[::]:3000", "PORT alone: every interface");
+        let both = cfg(&[("PORT", "3000"), ("CIFIX_BIND", "127.0.0.1:9000")]).unwrap();
+        assert_eq!(both.bind.to_string(), "127.0.0.1:9000", "an explicit bind wins");
+        assert_eq!(cfg(&[("PORT", "http")]).unwrap_err().var, "PORT");
+        assert!(c.shutdown_delay.is_zero() && c.migrate_on_start);
         assert!(c.is_sqlite());
         assert!(c.redis_url.is_none());
         assert!(c.cors_origins.is_empty());

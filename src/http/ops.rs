@@ -16,12 +16,16 @@ pub async fn live() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers and every migration is applied; a load balancer takes the
-/// instance out of rotation otherwise.
+/// Ready when the database answers and every migration is applied, and the instance is not
+/// shutting down; a load balancer takes the instance out of rotation otherwise.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, description = "database reachable, migrations applied"), (status = 503, description = "not ready")))]
 pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let db = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+    if s.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
+    }
+    // Well inside any probe's timeout: a database that has not answered by then is down.
+    let db = tokio::time::timeout(std::time::Duration::from_millis(500), async {
         s.db.ping().await?;
         s.db.is_migrated().await
     })

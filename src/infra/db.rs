@@ -77,7 +77,9 @@ impl WriteTxn {
 }
 
 impl Db {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+    /// Connects a pool of at most `max_connections`; a request that waits `acquire_timeout` for
+    /// a connection fails (the database is down or saturated) rather than waiting on.
+    pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Db, DbErr> {
         let is_sqlite = url.starts_with("sqlite:");
         if is_sqlite
             && let Some(path) = sqlite_path(url)
@@ -90,7 +92,7 @@ impl Db {
         opts.max_connections(if is_sqlite { max_connections.min(8) } else { max_connections })
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(acquire_timeout)
             .sqlx_logging(false);
         let mut conn = Database::connect(opts).await?;
         conn.set_metric_callback(|info| {
@@ -201,7 +203,7 @@ mod tests {
     use super::*;
 
     async fn db() -> Db {
-        Db::connect("sqlite::memory:", 1).await.unwrap()
+        Db::connect("sqlite::memory:", 1, Duration::from_secs(1)).await.unwrap()
     }
 
     fn counting(ran: &Arc<AtomicUsize>) -> impl Future<Output = ()> + Send + 'static {

@@ -367,3 +367,50 @@ async fn readiness_is_503_while_the_database_is_unreachable() {
     }
     assert!(back, "ready again once the database is back");
 }
+
+/// Replicas of a first deploy (or of a deploy that adds a migration) start at the same moment
+/// on a database whose schema they all want to create: they take turns, and all serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_started_together_on_an_empty_database_all_become_ready() {
+    let (_scratch, _dir, env) = env_for_process_on(Backend::Postgres).await;
+    let (a, b, c) = tokio::join!(Server::start(&env, "a"), Server::start(&env, "b"), Server::start(&env, "c"));
+    for s in [&a, &b, &c] {
+        let res = reqwest::get(format!("{}/health/ready", s.base)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{}", s.log());
+    }
+}
+
+/// After SIGTERM the instance first says it is not ready while it goes on answering, so a
+/// load balancer that probes every few hundred milliseconds moves away before the listener
+/// closes; then it drains and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_first_turns_readiness_off_while_still_serving() {
+    let (_scratch, _dir, mut env) = env_for_process().await;
+    env.insert("CIFIX_SHUTDOWN_DELAY_SECS".into(), "3".into());
+    let mut server = Server::start(&env, "delay").await;
+    let base = server.base.clone();
+    unsafe_kill(server.child.id());
+    let client = reqwest::Client::new();
+    let mut saw_draining = false;
+    for _ in 0..40 {
+        let ready = client.get(format!("{base}/health/ready")).send().await.expect("still listening");
+        if ready.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let body: Value = ready.json().await.unwrap();
+            assert_eq!(body["status"], "draining", "{body}");
+            saw_draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(saw_draining, "readiness never turned off: {}", server.log());
+    // Requests are still answered meanwhile.
+    let res = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"email": "late@example.com", "password": PASSWORD, "display_name": "Late"}))
+        .send()
+        .await
+        .expect("still serving during the delay");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let status = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}

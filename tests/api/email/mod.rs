@@ -52,7 +52,7 @@ fn worker(app: &TestApp) -> Worker {
 /// A second, independent worker with a connection pool of its own, as another process has.
 async fn worker_of_another_process(app: &TestApp) -> Worker {
     let mut email = app.state.email.clone();
-    email.db = Db::connect(&app.state.config.database_url, 4).await.unwrap();
+    email.db = Db::connect(&app.state.config.database_url, 4, app.state.config.db_acquire_timeout).await.unwrap();
     Worker::new(&email, Transport::from_config(&app.state.config).unwrap())
 }
 
