@@ -22,6 +22,8 @@ use crate::{
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
+        fields::FieldErrors,
+        input::Title,
         pagination::{Page, PageRequest},
     },
 };
@@ -47,10 +49,10 @@ fn threshold_of(a: &achievement::Model) -> Option<f64> {
 #[derive(Debug, thiserror::Error)]
 pub enum AchievementError {
     #[error("validation failed")]
-    Validation(Vec<(String, String)>),
+    Validation(#[from] FieldErrors),
     #[error("an achievement with this code exists")]
     Conflict,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 
@@ -158,29 +160,22 @@ pub async fn create(
     admin: &Principal,
     input: NewAchievement,
 ) -> Result<AchievementView, AchievementError> {
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::new();
     let code_ok = !input.code.is_empty()
         && input.code.len() <= 64
         && input.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !code_ok {
-        errors.push(("code".to_string(), "must be 1 to 64 characters of a-z, 0-9 and _".to_string()));
+        errors.push("code", "must be 1 to 64 characters of a-z, 0-9 and _");
     }
-    let title = input.title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        errors.push(("title".into(), "must be 1 to 200 characters".into()));
-    }
+    let title = errors.check("title", Title::parse(&input.title, 200));
     if input.description.chars().count() > 2000 {
-        errors.push(("description".into(), "must be at most 2000 characters".into()));
+        errors.push("description", "must be at most 2000 characters");
     }
     let icon = input.icon.unwrap_or_else(|| "award".into());
-    if icon.is_empty() || icon.chars().count() > 64 {
-        errors.push(("icon".into(), "must be 1 to 64 characters".into()));
-    }
+    errors.check("icon", Title::parse(&icon, 64).map(drop));
     match threshold_key(&input.kind) {
-        None => errors.push((
-            "kind".into(),
-            format!("must be one of {}", KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")),
-        )),
+        None => errors
+            .push("kind", format!("must be one of {}", KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))),
         Some(key) => {
             let obj = input.threshold.as_object();
             let v = obj.and_then(|o| o.get(key)).and_then(Value::as_f64);
@@ -192,17 +187,16 @@ pub async fn create(
                 };
             if !valid {
                 let hint = if key == "min_score" { "0 to 100" } else { "a whole number ≥ 1" };
-                errors.push(("threshold".into(), format!("must be {{\"{key}\": {hint}}} for kind {}", input.kind)));
+                errors.push("threshold", format!("must be {{\"{key}\": {hint}}} for kind {}", input.kind));
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(AchievementError::Validation(errors));
-    }
+    let Some(title) = title else { return Err(errors.into()) };
+    errors.into_result()?;
     let model = achievement::Model {
         id: Uuid::now_v7(),
         code: input.code,
-        title: title.to_string(),
+        title: title.into_inner(),
         description: input.description,
         icon,
         kind: input.kind,

@@ -16,16 +16,17 @@ use crate::{
     infra::db::Db,
     kernel::audit::{self, Event},
     kernel::context::{Principal, RequestContext, Role},
+    kernel::fields::FieldErrors,
     kernel::pagination::{Page, PageRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("validation failed")]
-    Validation(&'static str, String),
+    Validation(#[from] FieldErrors),
     #[error("not found")]
     NotFound,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 
@@ -98,7 +99,7 @@ impl AdminService {
         let mut query = user::Entity::find().order_by_desc(user::Column::Id).limit(page.limit + 1);
         if let Some(term) = q.map(str::trim).filter(|t| !t.is_empty()) {
             if term.chars().count() > 100 {
-                return Err(AdminError::Validation("q", "must be at most 100 characters".into()));
+                return Err(FieldErrors::one("q", "must be at most 100 characters").into());
             }
             let term = term.to_lowercase();
             query = query.filter(
@@ -129,7 +130,7 @@ impl AdminService {
     ) -> Result<AdminUserView, AdminError> {
         if id == admin.user_id && (role.is_some_and(|r| r != Role::Admin) || is_active == Some(false)) {
             // Guards against the last admin locking everyone out by accident.
-            return Err(AdminError::Validation("id", "admins cannot demote or deactivate themselves".into()));
+            return Err(FieldErrors::one("id", "admins cannot demote or deactivate themselves").into());
         }
         let txn = self.db.begin_write().await?;
         let u = user::Entity::find_by_id(id).one(&*txn).await?.ok_or(AdminError::NotFound)?;

@@ -17,9 +17,13 @@ use crate::{
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
+        input::Title,
         pagination::{Page, PageRequest},
     },
 };
+
+/// Longest name an admin may give a machine client.
+const CLIENT_NAME_MAX: usize = 100;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientCreated {
@@ -80,10 +84,8 @@ impl AssessmentService {
         admin: &Principal,
         name: &str,
     ) -> Result<ClientCreated, AssessError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(field("name", "must be 1 to 100 printable characters"));
-        }
+        let name = Title::parse(name, CLIENT_NAME_MAX).map_err(|e| field("name", e.to_string()))?;
+        let name = name.as_str();
         let secret = random_hex(32);
         let now = Utc::now();
         let id = Uuid::now_v7();

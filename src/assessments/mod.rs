@@ -36,6 +36,7 @@ use crate::{
         audit::{self, Event},
         context::{Principal, RequestContext, Role},
         facts::{ReactionError, Reactor},
+        fields::FieldErrors,
         pagination::{Page, PageRequest},
     },
 };
@@ -52,7 +53,7 @@ pub const MAX_SKILLS: usize = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum AssessError {
     #[error("validation failed")]
-    Validation(Vec<(String, String)>),
+    Validation(#[from] FieldErrors),
     #[error("not found")]
     NotFound,
     /// A machine request that is not correctly signed; the reason is safe to show.
@@ -60,8 +61,8 @@ pub enum AssessError {
     Unauthenticated(&'static str),
     #[error("conflict: {1}")]
     Conflict(&'static str, String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("encoding results")]
+    Encoding(#[from] serde_json::Error),
     #[error("database")]
     Db(#[from] DbErr),
     #[error("consequences of results")]
@@ -69,7 +70,7 @@ pub enum AssessError {
 }
 
 pub(crate) fn field(f: &str, m: impl Into<String>) -> AssessError {
-    AssessError::Validation(vec![(f.to_string(), m.into())])
+    FieldErrors::one(f, m).into()
 }
 
 pub struct AssessmentService {

@@ -17,6 +17,8 @@ use crate::{
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
+        fields::FieldErrors,
+        input::EmailAddress,
         pagination::{Page, PageRequest},
     },
 };
@@ -64,19 +66,10 @@ impl From<email_outbox::Model> for EmailView {
     }
 }
 
-/// Addresses are compared trimmed and lower-cased, as user emails are stored.
+/// Addresses are compared trimmed and lower-cased, as user emails are stored; the rule is the
+/// kernel's [`EmailAddress`], so what sign-up accepts is what mail can be sent to.
 pub fn normalize_address(addr: &str) -> Result<String, EmailError> {
-    // CR/LF (any control character) would end a header line: refuse rather than repair, even
-    // where trimming would remove it.
-    if addr.chars().any(char::is_control) {
-        return Err(EmailError::InvalidAddress);
-    }
-    let a = addr.trim().to_lowercase();
-    if a.is_empty() || a.len() > 254 || a.chars().any(char::is_whitespace) {
-        return Err(EmailError::InvalidAddress);
-    }
-    a.parse::<lettre::Address>().map_err(|_| EmailError::InvalidAddress)?;
-    Ok(a)
+    EmailAddress::parse(addr).map(EmailAddress::into_inner).map_err(|_| EmailError::InvalidAddress)
 }
 
 impl EmailService {
@@ -176,7 +169,7 @@ impl EmailService {
         let mut q = email_outbox::Entity::find().order_by_desc(email_outbox::Column::Id).limit(page.limit + 1);
         if let Some(s) = status_filter {
             if !status::ALL.contains(&s) {
-                return Err(EmailError::Validation("status", format!("must be one of {}", status::ALL.join(", "))));
+                return Err(FieldErrors::one("status", format!("must be one of {}", status::ALL.join(", "))).into());
             }
             q = q.filter(email_outbox::Column::Status.eq(s));
         }

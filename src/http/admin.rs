@@ -12,10 +12,10 @@ use uuid::Uuid;
 
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, page_request, parse_id},
-    problem::{ApiError, ApiResult, Problem},
+    problem::{ApiResult, Problem},
 };
 use crate::{
-    admin::{AdminError, AdminUserView, AuditEntryView, AuditFilter},
+    admin::{AdminUserView, AuditEntryView, AuditFilter},
     app::AppState,
     email::EmailView,
     kernel::context::Role,
@@ -65,16 +65,6 @@ async fn retry_email(
     let admin = auth.require(&[Role::Admin])?;
     let id = parse_id(&id)?;
     Ok(Json(s.email.retry(&ctx, admin, id).await?))
-}
-
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> Self {
-        match e {
-            AdminError::Validation(f, m) => ApiError::field(f, m),
-            AdminError::NotFound => ApiError::not_found(),
-            AdminError::Db(e) => ApiError::internal(e),
-        }
-    }
 }
 
 #[derive(Deserialize, IntoParams)]

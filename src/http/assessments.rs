@@ -13,13 +13,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id, parse_json},
     machine::MachineClient,
-    problem::{ApiError, ApiResult, FieldError, Problem},
+    problem::{ApiResult, Problem},
 };
 use crate::{
     app::AppState,
     assessments::{
-        AssessError, AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo,
-        ResultsInput, paths::LearningPathView,
+        AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo, ResultsInput,
+        paths::LearningPathView,
     },
     kernel::context::Role,
     kernel::pagination::Page,
@@ -37,21 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_client, list_clients))
         .routes(routes!(revoke_client))
         .routes(routes!(rotate_client))
-}
-
-impl From<AssessError> for ApiError {
-    fn from(e: AssessError) -> Self {
-        match e {
-            AssessError::Validation(v) => {
-                ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
-            }
-            AssessError::NotFound => ApiError::not_found(),
-            AssessError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid-signature", why),
-            AssessError::Conflict(slug, detail) => ApiError::new(StatusCode::CONFLICT, slug, detail),
-            AssessError::Internal(m) => ApiError::internal(m),
-            AssessError::Db(_) | AssessError::Reaction(_) => ApiError::internal_error(&e),
-        }
-    }
 }
 
 /// Start an assessment: a pending assessment and a short-lived launch link for the tool.

@@ -10,13 +10,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
-    problem::{ApiError, ApiResult, FieldError, Problem},
+    problem::{ApiResult, Problem},
 };
 use crate::{
     app::AppState,
     catalog::{
-        CatalogError, CoursePatch, CourseSummary, CourseView, LessonPatch, LessonView, ModulePatch, ModuleView,
-        NewCourse, NewLesson, NewModule,
+        CoursePatch, CourseSummary, CourseView, LessonPatch, LessonView, ModulePatch, ModuleView, NewCourse, NewLesson,
+        NewModule,
     },
     kernel::context::Role,
     kernel::pagination::Page,
@@ -32,21 +32,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_module, delete_module))
         .routes(routes!(create_lesson))
         .routes(routes!(get_lesson, update_lesson, delete_lesson))
-}
-
-impl From<CatalogError> for ApiError {
-    fn from(e: CatalogError) -> Self {
-        match e {
-            CatalogError::Validation(v) => {
-                ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
-            }
-            CatalogError::NotFound => ApiError::not_found(),
-            CatalogError::SlugTaken => {
-                ApiError::new(StatusCode::CONFLICT, "slug-taken", "a course with this slug already exists")
-            }
-            CatalogError::Db(_) | CatalogError::Reaction(_) => ApiError::internal_error(&e),
-        }
-    }
 }
 
 /// Courses the caller can see: students published ones; instructors also their own drafts;

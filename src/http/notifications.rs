@@ -16,20 +16,11 @@ use super::{
 use crate::{
     app::AppState,
     kernel::pagination::{Page, PageRequest},
-    notifications::{self, NotificationError, NotificationView},
+    notifications::{self, NotificationView},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(read_all)).routes(routes!(read_one))
-}
-
-impl From<NotificationError> for ApiError {
-    fn from(e: NotificationError) -> Self {
-        match e {
-            NotificationError::NotFound => ApiError::not_found(),
-            NotificationError::Db(e) => ApiError::internal(e),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -54,7 +45,7 @@ async fn list(
     let page = PageRequest::parse(q.limit, q.cursor.as_deref()).map_err(|(f, e)| ApiError::field(f, e.to_string()))?;
     let page = notifications::list(&s.db, auth.0.user_id, q.unread.unwrap_or(false), page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal_error)?;
     Ok(Json(page))
 }
 

@@ -12,16 +12,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
-    problem::{ApiError, ApiResult, FieldError, Problem},
+    problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
     app::AppState,
     auth::UserView,
     kernel::context::Role,
     kernel::pagination::{Page, PageRequest},
-    progress::{
-        BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressError, ProgressUpdate,
-    },
+    progress::{BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressUpdate},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,18 +31,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_progress))
         .routes(routes!(dashboard))
         .routes(routes!(user_progress))
-}
-
-impl From<ProgressError> for ApiError {
-    fn from(e: ProgressError) -> Self {
-        match e {
-            ProgressError::Validation(v) => {
-                ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
-            }
-            ProgressError::NotFound => ApiError::not_found(),
-            ProgressError::Db(_) | ProgressError::Reaction(_) => ApiError::internal_error(&e),
-        }
-    }
 }
 
 /// Enroll in a published course. 201 the first time; 200 with the same enrollment after.
@@ -152,9 +138,10 @@ async fn dashboard(
     // Null until the student has a path (no assessment yet).
     let path = s.assessments.learning_path(p, p.user_id).await?;
     let learning_path = path.generated_at.is_some().then(|| serde_json::to_value(path).ok()).flatten();
-    let recent_achievements = crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal)?;
+    let recent_achievements =
+        crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal_error)?;
     let unread_notifications =
-        crate::notifications::unread_count(&s.db, p.user_id).await.map_err(ApiError::internal)?;
+        crate::notifications::unread_count(&s.db, p.user_id).await.map_err(ApiError::internal_error)?;
     Ok(Json(Dashboard {
         user,
         enrollments_progress,

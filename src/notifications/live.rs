@@ -28,7 +28,7 @@ pub enum TicketError {
     /// Unknown, already used, expired, or its session/user is no longer valid.
     #[error("invalid ticket")]
     Invalid,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 

@@ -85,7 +85,7 @@ impl From<&notification::Model> for RealtimeEvent {
 pub enum NotificationError {
     #[error("not found")]
     NotFound,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 

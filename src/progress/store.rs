@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::model::{CourseRollup, MAX_TIME_STEP_SECS, ProgressStatus};
 use crate::{
     entities::{activity_hour, enrollment, lesson, lesson_progress},
-    kernel::facts::percent,
+    kernel::{facts::percent, fields::FieldErrors},
 };
 
 /// A validated update, ready for the UPSERT.
@@ -25,27 +25,26 @@ pub(super) struct Normalized {
 }
 
 pub(super) fn normalize(
-    prefix: &str,
     status: ProgressStatus,
     progress: Option<f64>,
     time_spent: Option<i64>,
     score: Option<f64>,
-    errors: &mut Vec<(String, String)>,
+    errors: &mut FieldErrors,
 ) -> Normalized {
     if let Some(p) = progress
         && !(0.0..=1.0).contains(&p)
     {
-        errors.push((format!("{prefix}progress"), "must be between 0.0 and 1.0".into()));
+        errors.push("progress", "must be between 0.0 and 1.0");
     }
     if let Some(t) = time_spent
         && t < 0
     {
-        errors.push((format!("{prefix}time_spent_seconds"), "must not be negative".into()));
+        errors.push("time_spent_seconds", "must not be negative");
     }
     if let Some(s) = score
         && !(0.0..=100.0).contains(&s)
     {
-        errors.push((format!("{prefix}score"), "must be between 0 and 100".into()));
+        errors.push("score", "must be between 0 and 100");
     }
     let completed = status == ProgressStatus::Completed;
     Normalized {

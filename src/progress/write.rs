@@ -26,8 +26,13 @@ use crate::{
         audit::{self, Event},
         context::{Principal, RequestContext},
         facts::{CompletionCause, CourseCompleted, Fact, LessonProgressed, ProgressBatchApplied},
+        fields::FieldErrors,
+        input::ClientKey,
     },
 };
+
+/// Longest client-chosen event id.
+const EVENT_ID_MAX: usize = 100;
 
 impl ProgressService {
     /// Enrolls a student in a course they can see. Returns the enrollment and whether it is new.
@@ -81,11 +86,9 @@ impl ProgressService {
         lesson_id: Uuid,
         input: ProgressUpdate,
     ) -> Result<LessonProgressResult, ProgressError> {
-        let mut errors = Vec::new();
-        let u = normalize("", input.status, input.progress, input.time_spent_seconds, input.score, &mut errors);
-        if !errors.is_empty() {
-            return Err(ProgressError::Validation(errors));
-        }
+        let mut errors = FieldErrors::new();
+        let u = normalize(input.status, input.progress, input.time_spent_seconds, input.score, &mut errors);
+        errors.into_result()?;
         let now = Utc::now();
         let txn = self.db.begin_write().await?;
         let l = lesson::Entity::find_by_id(lesson_id).one(&*txn).await?.ok_or(ProgressError::NotFound)?;
@@ -243,25 +246,18 @@ struct BatchLessons {
 /// orders them as they happened; the index breaks ties, so the order is deterministic.
 fn validate_batch(batch: &ProgressBatch) -> Result<Vec<(&ProgressEvent, Normalized)>, ProgressError> {
     if batch.events.len() > MAX_BATCH_EVENTS {
-        return Err(ProgressError::Validation(vec![(
-            "events".into(),
-            format!("at most {MAX_BATCH_EVENTS} events per batch"),
-        )]));
+        return Err(FieldErrors::one("events", format!("at most {MAX_BATCH_EVENTS} events per batch")).into());
     }
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::new();
     let mut events: Vec<(usize, &ProgressEvent, Normalized)> = Vec::new();
     for (i, e) in batch.events.iter().enumerate() {
-        let prefix = format!("events[{i}].");
-        let n = e.event_id.chars().count();
-        if n == 0 || n > 100 || e.event_id.chars().any(char::is_control) {
-            errors.push((format!("{prefix}event_id"), "must be 1 to 100 printable characters".into()));
-        }
-        let u = normalize(&prefix, e.status, e.progress, e.time_spent_seconds, e.score, &mut errors);
+        let mut event_errors = FieldErrors::new();
+        event_errors.check("event_id", ClientKey::parse(&e.event_id, EVENT_ID_MAX));
+        let u = normalize(e.status, e.progress, e.time_spent_seconds, e.score, &mut event_errors);
+        errors.nest(&format!("events[{i}]"), event_errors);
         events.push((i, e, u));
     }
-    if !errors.is_empty() {
-        return Err(ProgressError::Validation(errors));
-    }
+    errors.into_result()?;
     events.sort_by_key(|(i, e, _)| (e.occurred_at, *i));
     Ok(events.into_iter().map(|(_, e, u)| (e, u)).collect())
 }
