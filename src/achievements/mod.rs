@@ -10,14 +10,14 @@ mod evaluate;
 pub use evaluate::{on_assessment_score, on_progress, on_project_approved};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    entities::{achievement, user_achievement},
+    entities::{achievement, enums::AchievementKind, user_achievement},
     infra::db::{Db, is_unique_violation},
     kernel::{
         audit::{self, Event},
@@ -28,22 +28,20 @@ use crate::{
     },
 };
 
-/// The metrics a rule can be about, and the threshold key each one reads.
-pub const KINDS: &[(&str, &str)] = &[
-    ("lessons_completed", "count"),
-    ("modules_completed", "count"),
-    ("courses_completed", "count"),
-    ("streak_days", "days"),
-    ("assessment_score", "min_score"),
-    ("projects_approved", "count"),
-];
-
-fn threshold_key(kind: &str) -> Option<&'static str> {
-    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, key)| *key)
+/// The threshold key a rule of `kind` reads.
+fn threshold_key(kind: AchievementKind) -> &'static str {
+    match kind {
+        AchievementKind::StreakDays => "days",
+        AchievementKind::AssessmentScore => "min_score",
+        AchievementKind::LessonsCompleted
+        | AchievementKind::ModulesCompleted
+        | AchievementKind::CoursesCompleted
+        | AchievementKind::ProjectsApproved => "count",
+    }
 }
 
 fn threshold_of(a: &achievement::Model) -> Option<f64> {
-    a.threshold.get(threshold_key(&a.kind)?)?.as_f64()
+    a.threshold.get(threshold_key(a.kind))?.as_f64()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +77,7 @@ impl From<achievement::Model> for AchievementView {
             title: a.title,
             description: a.description,
             icon: a.icon,
-            kind: a.kind,
+            kind: a.kind.as_str().to_string(),
             threshold: a.threshold,
         }
     }
@@ -173,9 +171,12 @@ pub async fn create(
     }
     let icon = input.icon.unwrap_or_else(|| "award".into());
     errors.check("icon", Title::parse(&icon, 64).map(drop));
-    match threshold_key(&input.kind) {
-        None => errors
-            .push("kind", format!("must be one of {}", KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))),
+    let kind = input.kind.parse::<AchievementKind>().ok();
+    match kind.map(threshold_key) {
+        None => {
+            let all: Vec<_> = AchievementKind::iter().map(AchievementKind::as_str).collect();
+            errors.push("kind", format!("must be one of {}", all.join(", ")));
+        }
         Some(key) => {
             let obj = input.threshold.as_object();
             let v = obj.and_then(|o| o.get(key)).and_then(Value::as_f64);
@@ -191,7 +192,7 @@ pub async fn create(
             }
         }
     }
-    let Some(title) = title else { return Err(errors.into()) };
+    let (Some(title), Some(kind)) = (title, kind) else { return Err(errors.into()) };
     errors.into_result()?;
     let model = achievement::Model {
         id: Uuid::now_v7(),
@@ -199,7 +200,7 @@ pub async fn create(
         title: title.into_inner(),
         description: input.description,
         icon,
-        kind: input.kind,
+        kind,
         threshold: input.threshold,
         created_at: Utc::now(),
     };

@@ -45,7 +45,7 @@ impl From<user::Model> for AdminUserView {
     fn from(u: user::Model) -> Self {
         AdminUserView {
             id: u.id,
-            role: u.role.parse().unwrap_or(Role::Student),
+            role: u.role,
             email: u.email,
             display_name: u.display_name,
             is_active: u.is_active,
@@ -109,7 +109,7 @@ impl AdminService {
             );
         }
         if let Some(role) = role {
-            query = query.filter(user::Column::Role.eq(role.as_str()));
+            query = query.filter(user::Column::Role.eq(role));
         }
         if let Some(after) = page.after {
             query = query.filter(user::Column::Id.lt(after));
@@ -137,10 +137,10 @@ impl AdminService {
         let mut changes = serde_json::Map::new();
         let mut am = u.clone().into_active_model();
         if let Some(r) = role
-            && r.as_str() != u.role
+            && r != u.role
         {
-            changes.insert("role".into(), json!({"from": u.role, "to": r.as_str()}));
-            am.role = Set(r.as_str().to_string());
+            changes.insert("role".into(), json!({"from": u.role, "to": r}));
+            am.role = Set(r);
         }
         if let Some(active) = is_active
             && active != u.is_active

@@ -30,7 +30,7 @@ pub use self::{
 use self::{paths::LearningPathView, signing::random_hex};
 use crate::{
     catalog::access::teaches,
-    entities::{assessment, user},
+    entities::{assessment, enums::AssessmentState, user},
     infra::db::Db,
     kernel::{
         audit::{self, Event},
@@ -92,7 +92,7 @@ impl AssessmentService {
         assessment::Entity::insert(assessment::ActiveModel {
             id: Set(id),
             user_id: Set(p.user_id),
-            status: Set("pending".into()),
+            status: Set(AssessmentState::Pending),
             launch_token_hash: Set(sha256_hex(token.as_bytes())),
             expires_at: Set(expires_at),
             created_at: Set(now),

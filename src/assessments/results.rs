@@ -19,7 +19,7 @@ use super::{
     signing::sha256_hex,
 };
 use crate::{
-    entities::{assessment, skill_level},
+    entities::{assessment, enums::AssessmentState, skill_level},
     infra::db::{WriteTxn, is_unique_violation},
     kernel::{
         audit::{self, Event},
@@ -242,7 +242,7 @@ impl AssessmentService {
 
         let skills_json = serde_json::to_value(&input.skills)?;
         let completed = assessment::Entity::update_many()
-            .col_expr(assessment::Column::Status, Expr::value("completed"))
+            .col_expr(assessment::Column::Status, Expr::value(AssessmentState::Completed.as_str()))
             .col_expr(assessment::Column::CompletedAt, Expr::value(Some(input.completed_at)))
             .col_expr(assessment::Column::ReceivedAt, Expr::value(Some(now)))
             .col_expr(assessment::Column::ClientId, Expr::value(Some(client_id)))
@@ -253,7 +253,7 @@ impl AssessmentService {
             .col_expr(assessment::Column::Details, Expr::value(input.details.clone()))
             .col_expr(assessment::Column::RawPayload, Expr::value(Some(raw)))
             .filter(assessment::Column::Id.eq(a.id))
-            .filter(assessment::Column::Status.eq("pending"))
+            .filter(assessment::Column::Status.eq(AssessmentState::Pending))
             .filter(assessment::Column::ExpiresAt.gt(now))
             .exec(txn)
             .await;
@@ -277,7 +277,7 @@ impl AssessmentService {
                     .await?;
                 return Ok(d);
             }
-            return Err(if a.status == "completed" {
+            return Err(if a.status == AssessmentState::Completed {
                 AssessError::Conflict("assessment-completed", "this assessment already has results".into())
             } else {
                 AssessError::Conflict("assessment-expired", "this assessment expired before results arrived".into())

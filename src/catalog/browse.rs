@@ -93,7 +93,7 @@ impl CatalogService {
                 slug: c.slug,
                 title: c.title,
                 summary: c.summary,
-                level: Level::parse(&c.level),
+                level: c.level,
                 published: c.published,
                 instructor_id: c.instructor_id,
             })
@@ -118,7 +118,7 @@ impl CatalogService {
             by_module.entry(l.module_id).or_default().push(LessonOutline {
                 id: l.id,
                 title: l.title,
-                kind: LessonKind::parse(&l.kind),
+                kind: l.kind,
                 position: l.position,
             });
         }
@@ -137,7 +137,7 @@ impl CatalogService {
             slug: c.slug,
             title: c.title,
             summary: c.summary,
-            level: Level::parse(&c.level),
+            level: c.level,
             published: c.published,
             instructor_id: c.instructor_id,
             module_count: modules.len() as u64,

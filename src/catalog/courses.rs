@@ -39,7 +39,7 @@ impl CatalogService {
             instructor_id: Set(p.user_id),
             title: Set(title),
             summary: Set(summary),
-            level: Set(input.level.as_str().to_string()),
+            level: Set(input.level),
             published: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
@@ -81,8 +81,8 @@ impl CatalogService {
             am.summary = Set(s);
             changed.push("summary");
         }
-        if let Some(l) = patch.level.filter(|l| l.as_str() != c.level) {
-            am.level = Set(l.as_str().to_string());
+        if let Some(l) = patch.level.filter(|l| *l != c.level) {
+            am.level = Set(l);
             changed.push("level");
         }
         if let Some(pb) = patch.published.filter(|pb| *pb != c.published) {

@@ -52,7 +52,7 @@ impl CatalogService {
             module_id: Set(m.id),
             course_id: Set(c.id),
             title: Set(title),
-            kind: Set(input.kind.as_str().to_string()),
+            kind: Set(input.kind),
             position: Set(position),
             content: Set(content),
             created_at: Set(now),
@@ -120,7 +120,7 @@ impl CatalogService {
             upd = upd.col_expr(lesson::Column::Title, Expr::value(t));
             changed.push("title");
         }
-        if let Some(k) = patch.kind.filter(|k| k.as_str() != l.kind) {
+        if let Some(k) = patch.kind.filter(|k| *k != l.kind) {
             upd = upd.col_expr(lesson::Column::Kind, Expr::value(k.as_str()));
             changed.push("kind");
         }

@@ -87,7 +87,7 @@ impl CatalogService {
             .all(db)
             .await?
             .into_iter()
-            .map(|l| LessonOutline { id: l.id, title: l.title, kind: LessonKind::parse(&l.kind), position: l.position })
+            .map(|l| LessonOutline { id: l.id, title: l.title, kind: l.kind, position: l.position })
             .collect();
         Ok(ModuleView { id: m.id, course_id: m.course_id, title: m.title, position: m.position, lessons })
     }

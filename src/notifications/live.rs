@@ -98,7 +98,7 @@ pub async fn consume_ticket(db: &Db, ticket: &str) -> Result<LiveUser, TicketErr
     if s.user_id != user_id || s.revoked_at.is_some() || s.expires_at <= Utc::now() {
         return Err(TicketError::Invalid);
     }
-    Ok(LiveUser { user_id, role: u.role.parse().unwrap_or(Role::Student) })
+    Ok(LiveUser { user_id, role: u.role })
 }
 
 /// How far before `Last-Event-ID` an SSE resume starts replaying. Ids are UUIDv7 taken when

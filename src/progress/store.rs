@@ -92,7 +92,7 @@ pub(super) async fn upsert<C: ConnectionTrait>(
         user_id.into(),
         l.id.into(),
         l.course_id.into(),
-        (if u.completed { "completed" } else { "in_progress" }).into(),
+        (if u.completed { ProgressStatus::Completed } else { ProgressStatus::InProgress }).as_str().into(),
         u.progress.into(),
         u.time_spent.min(MAX_TIME_STEP_SECS).into(),
         u.score.into(),
@@ -165,7 +165,7 @@ pub(super) async fn course_rollup<C: ConnectionTrait>(
     let completed = lesson_progress::Entity::find()
         .filter(lesson_progress::Column::UserId.eq(user_id))
         .filter(lesson_progress::Column::CourseId.eq(course_id))
-        .filter(lesson_progress::Column::Status.eq("completed"))
+        .filter(lesson_progress::Column::Status.eq(ProgressStatus::Completed))
         .count(db)
         .await?;
     let completed_at = enrollment::Entity::find()

@@ -14,7 +14,7 @@ use super::{
     access::complete_finished_enrollments,
     model::{
         BatchResult, EnrollmentView, LessonProgressResult, LessonProgressView, MAX_BATCH_EVENTS, ProgressBatch,
-        ProgressEvent, ProgressUpdate, RejectedEvent,
+        ProgressEvent, ProgressStatus, ProgressUpdate, RejectedEvent,
     },
     store::{Normalized, course_rollup, hour_of, lock_enrollments, normalize, touch_activity, upsert},
 };
@@ -104,7 +104,7 @@ impl ProgressService {
         }
         let row = upsert(&*txn, p.user_id, &l, &u, now, now).await?;
         touch_activity(&*txn, p.user_id, [hour_of(now)]).await?;
-        let completed_course = row.status == "completed"
+        let completed_course = row.status == ProgressStatus::Completed
             && !complete_finished_enrollments(&*txn, l.course_id, Some(p.user_id), now).await?.is_empty();
         let rollup = course_rollup(&*txn, p.user_id, l.course_id).await?;
         let mut facts = vec![Fact::LessonProgressed(LessonProgressed {
@@ -169,7 +169,7 @@ impl ProgressService {
             result.applied += 1;
             touched.insert(l.course_id);
             hours.insert(hour_of(at));
-            if row.status == "completed" {
+            if row.status == ProgressStatus::Completed {
                 completed_lessons = true;
                 if !complete_finished_enrollments(&*txn, l.course_id, Some(p.user_id), at).await?.is_empty() {
                     completions.push(Fact::CourseCompleted(CourseCompleted {
