@@ -96,7 +96,7 @@ impl From<&user::Model> for UserView {
             id: u.id,
             email: u.email.clone(),
             display_name: u.display_name.clone(),
-            role: u.role.parse().unwrap_or(Role::Student),
+            role: u.role,
             email_verified: u.email_verified,
             created_at: u.created_at,
         }
@@ -191,7 +191,7 @@ impl AuthService {
             email: Set(email.to_string()),
             display_name: Set(display_name.to_string()),
             password_hash: Set(password_hash),
-            role: Set(role.as_str().to_string()),
+            role: Set(role),
             is_active: Set(true),
             email_verified: Set(false),
             failed_login_count: Set(0),
@@ -224,7 +224,7 @@ impl AuthService {
         .insert(db)
         .await?;
         let refresh = self.issue_refresh(db, session_id).await?;
-        let role: Role = user.role.parse().unwrap_or(Role::Student);
+        let role: Role = user.role;
         Ok(TokenPair {
             user: UserView::from(user),
             access_token: self.keys.issue(user.id, session_id, role),
@@ -691,7 +691,7 @@ impl AuthService {
             .await?;
         audit::record(&*txn, ctx, Event::new("auth.refresh", Some(user.id)).target("session", session.id)).await?;
         txn.commit().await?;
-        let role: Role = user.role.parse().unwrap_or(Role::Student);
+        let role: Role = user.role;
         Ok(TokenPair {
             user: UserView::from(&user),
             access_token: self.keys.issue(user.id, session.id, role),
@@ -771,7 +771,7 @@ impl AuthService {
         {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Principal { user_id: user.id, session_id: session.id, role: user.role.parse().unwrap_or(Role::Student) })
+        Ok(Principal { user_id: user.id, session_id: session.id, role: user.role })
     }
 
     pub async fn me(&self, p: &Principal) -> Result<UserView, AuthError> {
