@@ -10,7 +10,7 @@ mod evaluate;
 pub use evaluate::{on_assessment_score, on_progress, on_project_approved};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, Iterable, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -105,23 +105,17 @@ pub struct NewAchievement {
 
 /// The catalog, oldest first.
 pub async fn catalog(db: &Db, page: PageRequest) -> Result<Page<AchievementView>, DbErr> {
-    let mut q = achievement::Entity::find().order_by_asc(achievement::Column::Id).limit(page.limit + 1);
-    if let Some(after) = page.after {
-        q = q.filter(achievement::Column::Id.gt(after));
-    }
+    let q = page.oldest_first(achievement::Entity::find(), achievement::Column::Id);
     let rows = q.all(&db.conn).await?.into_iter().map(AchievementView::from).collect();
     Ok(Page::from_rows(rows, page, |a| a.id))
 }
 
 /// A student's awards, newest first (the cursor is the award's id).
 pub async fn awarded(db: &Db, user_id: Uuid, page: PageRequest) -> Result<Page<AwardView>, DbErr> {
-    let mut q = user_achievement::Entity::find()
-        .filter(user_achievement::Column::UserId.eq(user_id))
-        .order_by_desc(user_achievement::Column::Id)
-        .limit(page.limit + 1);
-    if let Some(after) = page.after {
-        q = q.filter(user_achievement::Column::Id.lt(after));
-    }
+    let q = page.newest_first(
+        user_achievement::Entity::find().filter(user_achievement::Column::UserId.eq(user_id)),
+        user_achievement::Column::Id,
+    );
     let awards = q.all(&db.conn).await?;
     let ids: Vec<Uuid> = awards.iter().map(|a| a.achievement_id).collect();
     let catalog: std::collections::HashMap<Uuid, achievement::Model> = if ids.is_empty() {

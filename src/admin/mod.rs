@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use serde::Serialize;
@@ -96,7 +96,7 @@ impl AdminService {
         role: Option<Role>,
         page: PageRequest,
     ) -> Result<Page<AdminUserView>, AdminError> {
-        let mut query = user::Entity::find().order_by_desc(user::Column::Id).limit(page.limit + 1);
+        let mut query = page.newest_first(user::Entity::find(), user::Column::Id);
         if let Some(term) = q.map(str::trim).filter(|t| !t.is_empty()) {
             if term.chars().count() > 100 {
                 return Err(FieldErrors::one("q", "must be at most 100 characters").into());
@@ -110,9 +110,6 @@ impl AdminService {
         }
         if let Some(role) = role {
             query = query.filter(user::Column::Role.eq(role));
-        }
-        if let Some(after) = page.after {
-            query = query.filter(user::Column::Id.lt(after));
         }
         let rows = query.all(&self.db.conn).await?.into_iter().map(AdminUserView::from).collect();
         Ok(Page::from_rows(rows, page, |u| u.id))
@@ -177,7 +174,7 @@ impl AdminService {
     }
 
     pub async fn audit_log(&self, f: AuditFilter, page: PageRequest) -> Result<Page<AuditEntryView>, AdminError> {
-        let mut q = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).limit(page.limit + 1);
+        let mut q = page.newest_first(audit_log::Entity::find(), audit_log::Column::Id);
         if let Some(a) = f.actor_id {
             q = q.filter(audit_log::Column::ActorId.eq(a));
         }
@@ -189,9 +186,6 @@ impl AdminService {
         }
         if let Some(u) = f.until {
             q = q.filter(audit_log::Column::At.lt(u));
-        }
-        if let Some(after) = page.after {
-            q = q.filter(audit_log::Column::Id.lt(after));
         }
         let rows = q
             .all(&self.db.conn)

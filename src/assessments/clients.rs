@@ -2,7 +2,7 @@
 //! and the verification of every signed request.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -116,11 +116,7 @@ impl AssessmentService {
     }
 
     pub async fn list_clients(&self, page: PageRequest) -> Result<Page<ClientView>, AssessError> {
-        let mut q =
-            integration_client::Entity::find().order_by_asc(integration_client::Column::Id).limit(page.limit + 1);
-        if let Some(after) = page.after {
-            q = q.filter(integration_client::Column::Id.gt(after));
-        }
+        let q = page.oldest_first(integration_client::Entity::find(), integration_client::Column::Id);
         let rows = q.all(&self.db.conn).await?;
         Ok(Page::from_rows(rows.into_iter().map(ClientView::from).collect(), page, |c| c.id))
     }

@@ -14,10 +14,7 @@ mod signing;
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -127,13 +124,10 @@ impl AssessmentService {
     }
 
     pub async fn list_mine(&self, p: &Principal, page: PageRequest) -> Result<Page<AssessmentView>, AssessError> {
-        let mut q = assessment::Entity::find()
-            .filter(assessment::Column::UserId.eq(p.user_id))
-            .order_by_asc(assessment::Column::Id)
-            .limit(page.limit + 1);
-        if let Some(after) = page.after {
-            q = q.filter(assessment::Column::Id.gt(after));
-        }
+        let q = page.oldest_first(
+            assessment::Entity::find().filter(assessment::Column::UserId.eq(p.user_id)),
+            assessment::Column::Id,
+        );
         let now = Utc::now();
         let rows = q.all(&self.db.conn).await?;
         Ok(Page::from_rows(rows.iter().map(|a| AssessmentView::of(a, now)).collect(), page, |a| a.id))

@@ -70,7 +70,7 @@ impl CatalogService {
     }
 
     async fn load_course_list(&self, p: &Principal, page: PageRequest) -> Result<Page<CourseSummary>, CatalogError> {
-        let mut q = course::Entity::find().order_by_asc(course::Column::Id).limit(page.limit + 1);
+        let mut q = page.oldest_first(course::Entity::find(), course::Column::Id);
         q = match p.role {
             Role::Admin => q,
             Role::Instructor => {
@@ -78,9 +78,6 @@ impl CatalogService {
             }
             Role::Student => q.filter(course::Column::Published.eq(true)),
         };
-        if let Some(after) = page.after {
-            q = q.filter(course::Column::Id.gt(after));
-        }
         let rows = q.all(&self.db.conn).await?;
         let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
         let (mc, lc) = Self::counts(&self.db.conn, &ids).await?;

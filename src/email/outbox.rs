@@ -2,10 +2,7 @@
 //! and the admin's view of those rows.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::OnConflict,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -166,15 +163,12 @@ impl EmailService {
     }
 
     pub async fn list(&self, status_filter: Option<&str>, page: PageRequest) -> Result<Page<EmailView>, EmailError> {
-        let mut q = email_outbox::Entity::find().order_by_desc(email_outbox::Column::Id).limit(page.limit + 1);
+        let mut q = page.newest_first(email_outbox::Entity::find(), email_outbox::Column::Id);
         if let Some(s) = status_filter {
             if !status::ALL.contains(&s) {
                 return Err(FieldErrors::one("status", format!("must be one of {}", status::ALL.join(", "))).into());
             }
             q = q.filter(email_outbox::Column::Status.eq(s));
-        }
-        if let Some(after) = page.after {
-            q = q.filter(email_outbox::Column::Id.lt(after));
         }
         let rows = q.all(&self.db.conn).await?;
         Ok(Page::from_rows(rows.into_iter().map(EmailView::from).collect(), page, |v| v.id))
