@@ -163,6 +163,7 @@ impl CatalogService {
         }
     }
 
+    /// A lesson with its content, for whoever may see its course.
     pub async fn get_lesson(&self, p: &Principal, id: Uuid) -> Result<LessonView, CatalogError> {
         let l = lesson::Entity::find_by_id(id).one(&self.db.conn).await?.ok_or(CatalogError::NotFound)?;
         let visible =

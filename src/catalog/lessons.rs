@@ -74,8 +74,6 @@ impl CatalogService {
         Ok(l.into())
     }
 
-    /// A lesson with its content, for whoever may see its course.
-
     async fn lesson_for_edit<C: ConnectionTrait>(
         db: &C,
         p: &Principal,

@@ -118,6 +118,7 @@ impl CatalogService {
         Ok(())
     }
 
+    /// Bumps the course's `updated_at`: any outline edit is an edit of the course.
     pub(super) async fn touch_course<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), DbErr> {
         course::Entity::update_many()
             .col_expr(course::Column::UpdatedAt, Expr::value(Utc::now()))

@@ -66,8 +66,6 @@ impl CatalogService {
         Ok(ModuleView { id: m.id, course_id: m.course_id, title: m.title, position: m.position, lessons: vec![] })
     }
 
-    /// Bumps the course's `updated_at`: any outline edit is an edit of the course.
-
     pub(super) async fn module_for_edit<C: ConnectionTrait>(
         db: &C,
         p: &Principal,

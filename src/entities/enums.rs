@@ -77,7 +77,8 @@ names!(LessonKind {
     Quiz => "quiz",
 });
 
-/// A lesson's progress. Only ever moves forward: `completed` is never undone.
+// A lesson's progress; only ever moves forward (`completed` is never undone). A plain
+// comment: a doc comment would become the schema's description in the OpenAPI document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 #[serde(rename_all = "snake_case")]

@@ -1,17 +1,13 @@
 //! `/me/notifications*`: the stored notifications of the signed-in user.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    extract::{ApiQuery, Auth, Ctx, parse_id},
-    problem::{ApiError, ApiResult, Problem},
+    extract::{ApiQuery, Auth, Ctx},
+    problem::{ApiError, ApiResult, PathId, Problem},
 };
 use crate::{
     app::AppState,
@@ -50,15 +46,9 @@ async fn list(
 }
 
 /// Mark one notification read (idempotent). Someone else's notification is 404.
-#[utoipa::path(post, path = "/me/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(post, path = "/me/notifications/{id}/read", tag = "notifications", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
-async fn read_one(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let id = parse_id(&id)?;
+async fn read_one(State(s): State<AppState>, Ctx(ctx): Ctx, auth: Auth, PathId(id): PathId) -> ApiResult<StatusCode> {
     notifications::mark_read(&s.db, &ctx, auth.0.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,9 @@ pub use crate::kernel::fields::FieldError;
 // siblings of this file all the same.
 #[path = "errors.rs"]
 mod errors;
+#[path = "path_id.rs"]
+mod path_id;
+pub use path_id::PathId;
 
 tokio::task_local! {
     /// The current request's id, so that an error built deep in a handler can carry it.
