@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::threshold_of;
 use crate::{
-    entities::{achievement, user_achievement},
+    entities::{achievement, enums::AchievementKind, user_achievement},
     kernel::{facts::AchievementAwarded, streak},
 };
 
@@ -20,7 +20,7 @@ use crate::{
 async fn open_rules<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
-    kinds: &[&str],
+    kinds: &[AchievementKind],
 ) -> Result<Vec<achievement::Model>, DbErr> {
     achievement::Entity::find()
         .filter(achievement::Column::Kind.is_in(kinds.iter().copied()))
@@ -46,17 +46,22 @@ async fn count<C: ConnectionTrait>(db: &C, sql: &str, user_id: Uuid) -> Result<f
 
 /// The student's value of a metric, or `None` when the event carries it (assessment score,
 /// approved projects) and the caller passes it in.
-async fn metric<C: ConnectionTrait>(db: &C, user_id: Uuid, kind: &str, max_threshold: f64) -> Result<f64, DbErr> {
+async fn metric<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    kind: AchievementKind,
+    max_threshold: f64,
+) -> Result<f64, DbErr> {
     match kind {
-        "lessons_completed" => {
+        AchievementKind::LessonsCompleted => {
             count(db, "SELECT COUNT(*) FROM lesson_progress WHERE user_id = $1 AND status = 'completed'", user_id).await
         }
-        "courses_completed" => {
+        AchievementKind::CoursesCompleted => {
             count(db, "SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND completed_at IS NOT NULL", user_id).await
         }
         // A module counts when it has lessons and every one is completed. Only modules of
         // courses the student has completed something in are looked at.
-        "modules_completed" => {
+        AchievementKind::ModulesCompleted => {
             count(
                 db,
                 "SELECT COUNT(*) FROM modules m \
@@ -70,11 +75,12 @@ async fn metric<C: ConnectionTrait>(db: &C, user_id: Uuid, kind: &str, max_thres
             )
             .await
         }
-        "streak_days" => {
+        AchievementKind::StreakDays => {
             let max_days = max_threshold.clamp(1.0, f64::from(streak::MAX_STREAK_DAYS)) as u32;
             Ok(f64::from(streak::streak_days(db, user_id, 0, max_days).await?))
         }
-        _ => Ok(0.0),
+        // Carried by the fact itself (`given`), never queried.
+        AchievementKind::AssessmentScore | AchievementKind::ProjectsApproved => Ok(0.0),
     }
 }
 
@@ -111,13 +117,13 @@ async fn award_reached<C: ConnectionTrait>(
 async fn evaluate<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
-    kinds: &[&str],
+    kinds: &[AchievementKind],
     given: Option<f64>,
 ) -> Result<Vec<AchievementAwarded>, DbErr> {
     let mut awards = Vec::new();
     let rules = open_rules(db, user_id, kinds).await?;
-    for kind in kinds {
-        let of_kind: Vec<achievement::Model> = rules.iter().filter(|r| r.kind == *kind).cloned().collect();
+    for &kind in kinds {
+        let of_kind: Vec<achievement::Model> = rules.iter().filter(|r| r.kind == kind).cloned().collect();
         if of_kind.is_empty() {
             continue; // Nothing left to earn: skip the metric's query entirely.
         }
@@ -138,10 +144,11 @@ pub async fn on_progress<C: ConnectionTrait>(
     user_id: Uuid,
     something_completed: bool,
 ) -> Result<Vec<AchievementAwarded>, DbErr> {
-    let kinds: &[&str] = if something_completed {
-        &["lessons_completed", "modules_completed", "courses_completed", "streak_days"]
+    use AchievementKind::*;
+    let kinds: &[AchievementKind] = if something_completed {
+        &[LessonsCompleted, ModulesCompleted, CoursesCompleted, StreakDays]
     } else {
-        &["streak_days"]
+        &[StreakDays]
     };
     evaluate(db, user_id, kinds, None).await
 }
@@ -152,7 +159,7 @@ pub async fn on_assessment_score<C: ConnectionTrait>(
     user_id: Uuid,
     score: f64,
 ) -> Result<Vec<AchievementAwarded>, DbErr> {
-    evaluate(db, user_id, &["assessment_score"], Some(score)).await
+    evaluate(db, user_id, &[AchievementKind::AssessmentScore], Some(score)).await
 }
 
 /// After a project was approved, with the student's number of approved projects including
@@ -162,5 +169,5 @@ pub async fn on_project_approved<C: ConnectionTrait>(
     user_id: Uuid,
     approved_projects: u64,
 ) -> Result<Vec<AchievementAwarded>, DbErr> {
-    evaluate(db, user_id, &["projects_approved"], Some(approved_projects as f64)).await
+    evaluate(db, user_id, &[AchievementKind::ProjectsApproved], Some(approved_projects as f64)).await
 }

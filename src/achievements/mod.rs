@@ -10,47 +10,47 @@ mod evaluate;
 pub use evaluate::{on_assessment_score, on_progress, on_project_approved};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, Iterable, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    entities::{achievement, user_achievement},
+    entities::{achievement, enums::AchievementKind, user_achievement},
     infra::db::{Db, is_unique_violation},
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
+        fields::FieldErrors,
+        input::Title,
         pagination::{Page, PageRequest},
     },
 };
 
-/// The metrics a rule can be about, and the threshold key each one reads.
-pub const KINDS: &[(&str, &str)] = &[
-    ("lessons_completed", "count"),
-    ("modules_completed", "count"),
-    ("courses_completed", "count"),
-    ("streak_days", "days"),
-    ("assessment_score", "min_score"),
-    ("projects_approved", "count"),
-];
-
-fn threshold_key(kind: &str) -> Option<&'static str> {
-    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, key)| *key)
+/// The threshold key a rule of `kind` reads.
+fn threshold_key(kind: AchievementKind) -> &'static str {
+    match kind {
+        AchievementKind::StreakDays => "days",
+        AchievementKind::AssessmentScore => "min_score",
+        AchievementKind::LessonsCompleted
+        | AchievementKind::ModulesCompleted
+        | AchievementKind::CoursesCompleted
+        | AchievementKind::ProjectsApproved => "count",
+    }
 }
 
 fn threshold_of(a: &achievement::Model) -> Option<f64> {
-    a.threshold.get(threshold_key(&a.kind)?)?.as_f64()
+    a.threshold.get(threshold_key(a.kind))?.as_f64()
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AchievementError {
     #[error("validation failed")]
-    Validation(Vec<(String, String)>),
+    Validation(#[from] FieldErrors),
     #[error("an achievement with this code exists")]
     Conflict,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 
@@ -77,7 +77,7 @@ impl From<achievement::Model> for AchievementView {
             title: a.title,
             description: a.description,
             icon: a.icon,
-            kind: a.kind,
+            kind: a.kind.as_str().to_string(),
             threshold: a.threshold,
         }
     }
@@ -105,23 +105,17 @@ pub struct NewAchievement {
 
 /// The catalog, oldest first.
 pub async fn catalog(db: &Db, page: PageRequest) -> Result<Page<AchievementView>, DbErr> {
-    let mut q = achievement::Entity::find().order_by_asc(achievement::Column::Id).limit(page.limit + 1);
-    if let Some(after) = page.after {
-        q = q.filter(achievement::Column::Id.gt(after));
-    }
+    let q = page.oldest_first(achievement::Entity::find(), achievement::Column::Id);
     let rows = q.all(&db.conn).await?.into_iter().map(AchievementView::from).collect();
     Ok(Page::from_rows(rows, page, |a| a.id))
 }
 
 /// A student's awards, newest first (the cursor is the award's id).
 pub async fn awarded(db: &Db, user_id: Uuid, page: PageRequest) -> Result<Page<AwardView>, DbErr> {
-    let mut q = user_achievement::Entity::find()
-        .filter(user_achievement::Column::UserId.eq(user_id))
-        .order_by_desc(user_achievement::Column::Id)
-        .limit(page.limit + 1);
-    if let Some(after) = page.after {
-        q = q.filter(user_achievement::Column::Id.lt(after));
-    }
+    let q = page.newest_first(
+        user_achievement::Entity::find().filter(user_achievement::Column::UserId.eq(user_id)),
+        user_achievement::Column::Id,
+    );
     let awards = q.all(&db.conn).await?;
     let ids: Vec<Uuid> = awards.iter().map(|a| a.achievement_id).collect();
     let catalog: std::collections::HashMap<Uuid, achievement::Model> = if ids.is_empty() {
@@ -158,29 +152,25 @@ pub async fn create(
     admin: &Principal,
     input: NewAchievement,
 ) -> Result<AchievementView, AchievementError> {
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::new();
     let code_ok = !input.code.is_empty()
         && input.code.len() <= 64
         && input.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !code_ok {
-        errors.push(("code".to_string(), "must be 1 to 64 characters of a-z, 0-9 and _".to_string()));
+        errors.push("code", "must be 1 to 64 characters of a-z, 0-9 and _");
     }
-    let title = input.title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        errors.push(("title".into(), "must be 1 to 200 characters".into()));
-    }
+    let title = errors.check("title", Title::parse(&input.title, 200));
     if input.description.chars().count() > 2000 {
-        errors.push(("description".into(), "must be at most 2000 characters".into()));
+        errors.push("description", "must be at most 2000 characters");
     }
     let icon = input.icon.unwrap_or_else(|| "award".into());
-    if icon.is_empty() || icon.chars().count() > 64 {
-        errors.push(("icon".into(), "must be 1 to 64 characters".into()));
-    }
-    match threshold_key(&input.kind) {
-        None => errors.push((
-            "kind".into(),
-            format!("must be one of {}", KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")),
-        )),
+    errors.check("icon", Title::parse(&icon, 64).map(drop));
+    let kind = input.kind.parse::<AchievementKind>().ok();
+    match kind.map(threshold_key) {
+        None => {
+            let all: Vec<_> = AchievementKind::iter().map(AchievementKind::as_str).collect();
+            errors.push("kind", format!("must be one of {}", all.join(", ")));
+        }
         Some(key) => {
             let obj = input.threshold.as_object();
             let v = obj.and_then(|o| o.get(key)).and_then(Value::as_f64);
@@ -192,20 +182,19 @@ pub async fn create(
                 };
             if !valid {
                 let hint = if key == "min_score" { "0 to 100" } else { "a whole number ≥ 1" };
-                errors.push(("threshold".into(), format!("must be {{\"{key}\": {hint}}} for kind {}", input.kind)));
+                errors.push("threshold", format!("must be {{\"{key}\": {hint}}} for kind {}", input.kind));
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(AchievementError::Validation(errors));
-    }
+    let (Some(title), Some(kind)) = (title, kind) else { return Err(errors.into()) };
+    errors.into_result()?;
     let model = achievement::Model {
         id: Uuid::now_v7(),
         code: input.code,
-        title: title.to_string(),
+        title: title.into_inner(),
         description: input.description,
         icon,
-        kind: input.kind,
+        kind,
         threshold: input.threshold,
         created_at: Utc::now(),
     };

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use serde::Serialize;
@@ -16,16 +16,17 @@ use crate::{
     infra::db::Db,
     kernel::audit::{self, Event},
     kernel::context::{Principal, RequestContext, Role},
+    kernel::fields::FieldErrors,
     kernel::pagination::{Page, PageRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("validation failed")]
-    Validation(&'static str, String),
+    Validation(#[from] FieldErrors),
     #[error("not found")]
     NotFound,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 
@@ -44,7 +45,7 @@ impl From<user::Model> for AdminUserView {
     fn from(u: user::Model) -> Self {
         AdminUserView {
             id: u.id,
-            role: u.role.parse().unwrap_or(Role::Student),
+            role: u.role,
             email: u.email,
             display_name: u.display_name,
             is_active: u.is_active,
@@ -95,10 +96,10 @@ impl AdminService {
         role: Option<Role>,
         page: PageRequest,
     ) -> Result<Page<AdminUserView>, AdminError> {
-        let mut query = user::Entity::find().order_by_desc(user::Column::Id).limit(page.limit + 1);
+        let mut query = page.newest_first(user::Entity::find(), user::Column::Id);
         if let Some(term) = q.map(str::trim).filter(|t| !t.is_empty()) {
             if term.chars().count() > 100 {
-                return Err(AdminError::Validation("q", "must be at most 100 characters".into()));
+                return Err(FieldErrors::one("q", "must be at most 100 characters").into());
             }
             let term = term.to_lowercase();
             query = query.filter(
@@ -108,10 +109,7 @@ impl AdminService {
             );
         }
         if let Some(role) = role {
-            query = query.filter(user::Column::Role.eq(role.as_str()));
-        }
-        if let Some(after) = page.after {
-            query = query.filter(user::Column::Id.lt(after));
+            query = query.filter(user::Column::Role.eq(role));
         }
         let rows = query.all(&self.db.conn).await?.into_iter().map(AdminUserView::from).collect();
         Ok(Page::from_rows(rows, page, |u| u.id))
@@ -129,17 +127,17 @@ impl AdminService {
     ) -> Result<AdminUserView, AdminError> {
         if id == admin.user_id && (role.is_some_and(|r| r != Role::Admin) || is_active == Some(false)) {
             // Guards against the last admin locking everyone out by accident.
-            return Err(AdminError::Validation("id", "admins cannot demote or deactivate themselves".into()));
+            return Err(FieldErrors::one("id", "admins cannot demote or deactivate themselves").into());
         }
         let txn = self.db.begin_write().await?;
         let u = user::Entity::find_by_id(id).one(&*txn).await?.ok_or(AdminError::NotFound)?;
         let mut changes = serde_json::Map::new();
         let mut am = u.clone().into_active_model();
         if let Some(r) = role
-            && r.as_str() != u.role
+            && r != u.role
         {
-            changes.insert("role".into(), json!({"from": u.role, "to": r.as_str()}));
-            am.role = Set(r.as_str().to_string());
+            changes.insert("role".into(), json!({"from": u.role, "to": r}));
+            am.role = Set(r);
         }
         if let Some(active) = is_active
             && active != u.is_active
@@ -176,7 +174,7 @@ impl AdminService {
     }
 
     pub async fn audit_log(&self, f: AuditFilter, page: PageRequest) -> Result<Page<AuditEntryView>, AdminError> {
-        let mut q = audit_log::Entity::find().order_by_desc(audit_log::Column::Id).limit(page.limit + 1);
+        let mut q = page.newest_first(audit_log::Entity::find(), audit_log::Column::Id);
         if let Some(a) = f.actor_id {
             q = q.filter(audit_log::Column::ActorId.eq(a));
         }
@@ -188,9 +186,6 @@ impl AdminService {
         }
         if let Some(u) = f.until {
             q = q.filter(audit_log::Column::At.lt(u));
-        }
-        if let Some(after) = page.after {
-            q = q.filter(audit_log::Column::Id.lt(after));
         }
         let rows = q
             .all(&self.db.conn)

@@ -2,7 +2,7 @@
 //! and the verification of every signed request.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -17,9 +17,13 @@ use crate::{
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
+        input::Title,
         pagination::{Page, PageRequest},
     },
 };
+
+/// Longest name an admin may give a machine client.
+const CLIENT_NAME_MAX: usize = 100;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientCreated {
@@ -80,10 +84,8 @@ impl AssessmentService {
         admin: &Principal,
         name: &str,
     ) -> Result<ClientCreated, AssessError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(field("name", "must be 1 to 100 printable characters"));
-        }
+        let name = Title::parse(name, CLIENT_NAME_MAX).map_err(|e| field("name", e.to_string()))?;
+        let name = name.as_str();
         let secret = random_hex(32);
         let now = Utc::now();
         let id = Uuid::now_v7();
@@ -114,11 +116,7 @@ impl AssessmentService {
     }
 
     pub async fn list_clients(&self, page: PageRequest) -> Result<Page<ClientView>, AssessError> {
-        let mut q =
-            integration_client::Entity::find().order_by_asc(integration_client::Column::Id).limit(page.limit + 1);
-        if let Some(after) = page.after {
-            q = q.filter(integration_client::Column::Id.gt(after));
-        }
+        let q = page.oldest_first(integration_client::Entity::find(), integration_client::Column::Id);
         let rows = q.all(&self.db.conn).await?;
         Ok(Page::from_rows(rows.into_iter().map(ClientView::from).collect(), page, |c| c.id))
     }

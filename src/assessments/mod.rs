@@ -14,10 +14,7 @@ mod signing;
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -30,12 +27,13 @@ pub use self::{
 use self::{paths::LearningPathView, signing::random_hex};
 use crate::{
     catalog::access::teaches,
-    entities::{assessment, user},
+    entities::{assessment, enums::AssessmentState, user},
     infra::db::Db,
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext, Role},
         facts::{ReactionError, Reactor},
+        fields::FieldErrors,
         pagination::{Page, PageRequest},
     },
 };
@@ -52,7 +50,7 @@ pub const MAX_SKILLS: usize = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum AssessError {
     #[error("validation failed")]
-    Validation(Vec<(String, String)>),
+    Validation(#[from] FieldErrors),
     #[error("not found")]
     NotFound,
     /// A machine request that is not correctly signed; the reason is safe to show.
@@ -60,8 +58,8 @@ pub enum AssessError {
     Unauthenticated(&'static str),
     #[error("conflict: {1}")]
     Conflict(&'static str, String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("encoding results")]
+    Encoding(#[from] serde_json::Error),
     #[error("database")]
     Db(#[from] DbErr),
     #[error("consequences of results")]
@@ -69,7 +67,7 @@ pub enum AssessError {
 }
 
 pub(crate) fn field(f: &str, m: impl Into<String>) -> AssessError {
-    AssessError::Validation(vec![(f.to_string(), m.into())])
+    FieldErrors::one(f, m).into()
 }
 
 pub struct AssessmentService {
@@ -91,7 +89,7 @@ impl AssessmentService {
         assessment::Entity::insert(assessment::ActiveModel {
             id: Set(id),
             user_id: Set(p.user_id),
-            status: Set("pending".into()),
+            status: Set(AssessmentState::Pending),
             launch_token_hash: Set(sha256_hex(token.as_bytes())),
             expires_at: Set(expires_at),
             created_at: Set(now),
@@ -126,13 +124,10 @@ impl AssessmentService {
     }
 
     pub async fn list_mine(&self, p: &Principal, page: PageRequest) -> Result<Page<AssessmentView>, AssessError> {
-        let mut q = assessment::Entity::find()
-            .filter(assessment::Column::UserId.eq(p.user_id))
-            .order_by_asc(assessment::Column::Id)
-            .limit(page.limit + 1);
-        if let Some(after) = page.after {
-            q = q.filter(assessment::Column::Id.gt(after));
-        }
+        let q = page.oldest_first(
+            assessment::Entity::find().filter(assessment::Column::UserId.eq(p.user_id)),
+            assessment::Column::Id,
+        );
         let now = Utc::now();
         let rows = q.all(&self.db.conn).await?;
         Ok(Page::from_rows(rows.iter().map(|a| AssessmentView::of(a, now)).collect(), page, |a| a.id))

@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::entities::assessment;
+use crate::entities::{assessment, enums::AssessmentState};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -52,8 +52,8 @@ impl AssessmentView {
     pub(super) fn of(a: &assessment::Model, now: DateTime<Utc>) -> Self {
         // Expiry is computed on read: a pending row past its deadline *is* expired, whether or
         // not anything has written that down.
-        let status = match a.status.as_str() {
-            "completed" => AssessmentStatus::Completed,
+        let status = match a.status {
+            AssessmentState::Completed => AssessmentStatus::Completed,
             _ if a.expires_at <= now => AssessmentStatus::Expired,
             _ => AssessmentStatus::Pending,
         };

@@ -74,7 +74,7 @@ pub async fn recompute<C: ConnectionTrait>(
             .all(db)
             .await?
             .into_iter()
-            .map(|c| CatalogCourse { id: c.id, slug: c.slug, title: c.title, level: c.level })
+            .map(|c| CatalogCourse { id: c.id, slug: c.slug, title: c.title, level: c.level.as_str().to_string() })
             .collect()
     };
     let enrollments = enrollment::Entity::find().filter(enrollment::Column::UserId.eq(user_id)).all(db).await?;

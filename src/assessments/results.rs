@@ -19,14 +19,19 @@ use super::{
     signing::sha256_hex,
 };
 use crate::{
-    entities::{assessment, skill_level},
+    entities::{assessment, enums::AssessmentState, skill_level},
     infra::db::{WriteTxn, is_unique_violation},
     kernel::{
         audit::{self, Event},
         context::RequestContext,
         facts::{AssessmentCompleted, Fact},
+        fields::FieldErrors,
+        input::ClientKey,
     },
 };
+
+/// Longest `external_id` the tool may choose.
+const EXTERNAL_ID_MAX: usize = 128;
 
 /// The outcome of a results delivery: the assessment, and whether this delivery completed it.
 pub struct Delivery {
@@ -51,23 +56,22 @@ fn canonical(v: &Value) -> Value {
     }
 }
 
-pub fn payload_hash(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    Some(sha256_hex(&serde_json::to_vec(&canonical(&v)).ok()?))
+pub fn payload_hash(body: &[u8]) -> Result<String, serde_json::Error> {
+    let v: Value = serde_json::from_slice(body)?;
+    Ok(sha256_hex(&serde_json::to_vec(&canonical(&v))?))
 }
 
 /// Every rule of API.md and the issue, checked before anything is read or written.
 pub fn validate_results(r: &ResultsInput, now: DateTime<Utc>) -> Result<(), AssessError> {
-    let mut errors: Vec<(String, String)> = Vec::new();
-    let mut e = |f: &str, m: &str| errors.push((f.to_string(), m.to_string()));
+    let mut errors = FieldErrors::new();
+    let mut e = |f: &str, m: &str| errors.push(f, m);
     match (&r.assessment_id, &r.launch_token) {
         (None, None) => e("assessment_id", "give assessment_id or launch_token"),
         (_, Some(t)) if t.is_empty() || t.len() > 128 => e("launch_token", "must be 1 to 128 characters"),
         _ => {}
     }
-    let n = r.external_id.chars().count();
-    if n == 0 || n > 128 || r.external_id.chars().any(char::is_control) {
-        e("external_id", "must be 1 to 128 printable characters");
+    if let Err(why) = ClientKey::parse(&r.external_id, EXTERNAL_ID_MAX) {
+        e("external_id", &why.to_string());
     }
     if r.completed_at > now + chrono::Duration::seconds(COMPLETED_AT_SKEW_SECS) {
         e("completed_at", "must not be in the future");
@@ -97,7 +101,7 @@ pub fn validate_results(r: &ResultsInput, now: DateTime<Utc>) -> Result<(), Asse
     {
         e("details", "must be at most 65536 bytes serialized");
     }
-    if errors.is_empty() { Ok(()) } else { Err(AssessError::Validation(errors)) }
+    Ok(errors.into_result()?)
 }
 
 impl AssessmentService {
@@ -145,7 +149,7 @@ impl AssessmentService {
         raw_body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Delivery, AssessError> {
-        let hash = payload_hash(raw_body).ok_or_else(|| AssessError::Internal("unhashable body".into()))?;
+        let hash = payload_hash(raw_body)?;
         let raw = String::from_utf8_lossy(raw_body).into_owned();
         let txn = self.db.begin_write().await?;
         // Every error path rolls back explicitly, before the writer lock is released.
@@ -172,12 +176,12 @@ impl AssessmentService {
     ) -> Result<(), AssessError> {
         let reason = match e {
             AssessError::Validation(v) => {
-                json!({"kind": "validation", "fields": v.iter().map(|(f, _)| f).collect::<Vec<_>>()})
+                json!({"kind": "validation", "fields": v.iter().map(|e| &e.field).collect::<Vec<_>>()})
             }
             AssessError::NotFound => json!({"kind": "not_found"}),
             AssessError::Conflict(slug, _) => json!({"kind": slug}),
             AssessError::Unauthenticated(_)
-            | AssessError::Internal(_)
+            | AssessError::Encoding(_)
             | AssessError::Db(_)
             | AssessError::Reaction(_) => json!({"kind": "other"}),
         };
@@ -236,9 +240,9 @@ impl AssessmentService {
             (None, None) => return Err(field("assessment_id", "give assessment_id or launch_token")),
         };
 
-        let skills_json = serde_json::to_value(&input.skills).map_err(|e| AssessError::Internal(e.to_string()))?;
+        let skills_json = serde_json::to_value(&input.skills)?;
         let completed = assessment::Entity::update_many()
-            .col_expr(assessment::Column::Status, Expr::value("completed"))
+            .col_expr(assessment::Column::Status, Expr::value(AssessmentState::Completed.as_str()))
             .col_expr(assessment::Column::CompletedAt, Expr::value(Some(input.completed_at)))
             .col_expr(assessment::Column::ReceivedAt, Expr::value(Some(now)))
             .col_expr(assessment::Column::ClientId, Expr::value(Some(client_id)))
@@ -249,7 +253,7 @@ impl AssessmentService {
             .col_expr(assessment::Column::Details, Expr::value(input.details.clone()))
             .col_expr(assessment::Column::RawPayload, Expr::value(Some(raw)))
             .filter(assessment::Column::Id.eq(a.id))
-            .filter(assessment::Column::Status.eq("pending"))
+            .filter(assessment::Column::Status.eq(AssessmentState::Pending))
             .filter(assessment::Column::ExpiresAt.gt(now))
             .exec(txn)
             .await;
@@ -273,7 +277,7 @@ impl AssessmentService {
                     .await?;
                 return Ok(d);
             }
-            return Err(if a.status == "completed" {
+            return Err(if a.status == AssessmentState::Completed {
                 AssessError::Conflict("assessment-completed", "this assessment already has results".into())
             } else {
                 AssessError::Conflict("assessment-expired", "this assessment expired before results arrived".into())

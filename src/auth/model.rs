@@ -23,7 +23,7 @@ impl From<&user::Model> for UserView {
             id: u.id,
             email: u.email.clone(),
             display_name: u.display_name.clone(),
-            role: u.role.parse().unwrap_or(Role::Student),
+            role: u.role,
             email_verified: u.email_verified,
             created_at: u.created_at,
         }

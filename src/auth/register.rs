@@ -69,7 +69,7 @@ impl AuthService {
             email: Set(email.to_string()),
             display_name: Set(display_name.to_string()),
             password_hash: Set(password_hash),
-            role: Set(role.as_str().to_string()),
+            role: Set(role),
             is_active: Set(true),
             email_verified: Set(false),
             failed_login_count: Set(0),

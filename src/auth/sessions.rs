@@ -48,7 +48,7 @@ impl AuthService {
     }
 
     fn token_pair(&self, user: &user::Model, session_id: Uuid, refresh_token: String) -> TokenPair {
-        let role: Role = user.role.parse().unwrap_or(Role::Student);
+        let role: Role = user.role;
         TokenPair {
             user: UserView::from(user),
             access_token: self.keys.issue(user.id, session_id, role),
@@ -190,7 +190,7 @@ impl AuthService {
         {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Principal { user_id: user.id, session_id: session.id, role: user.role.parse().unwrap_or(Role::Student) })
+        Ok(Principal { user_id: user.id, session_id: session.id, role: user.role })
     }
 
     pub async fn list_sessions(&self, p: &Principal, page: PageRequest) -> Result<Page<SessionView>, AuthError> {

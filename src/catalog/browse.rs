@@ -70,7 +70,7 @@ impl CatalogService {
     }
 
     async fn load_course_list(&self, p: &Principal, page: PageRequest) -> Result<Page<CourseSummary>, CatalogError> {
-        let mut q = course::Entity::find().order_by_asc(course::Column::Id).limit(page.limit + 1);
+        let mut q = page.oldest_first(course::Entity::find(), course::Column::Id);
         q = match p.role {
             Role::Admin => q,
             Role::Instructor => {
@@ -78,9 +78,6 @@ impl CatalogService {
             }
             Role::Student => q.filter(course::Column::Published.eq(true)),
         };
-        if let Some(after) = page.after {
-            q = q.filter(course::Column::Id.gt(after));
-        }
         let rows = q.all(&self.db.conn).await?;
         let ids: Vec<Uuid> = rows.iter().map(|c| c.id).collect();
         let (mc, lc) = Self::counts(&self.db.conn, &ids).await?;
@@ -93,7 +90,7 @@ impl CatalogService {
                 slug: c.slug,
                 title: c.title,
                 summary: c.summary,
-                level: Level::parse(&c.level),
+                level: c.level,
                 published: c.published,
                 instructor_id: c.instructor_id,
             })
@@ -118,7 +115,7 @@ impl CatalogService {
             by_module.entry(l.module_id).or_default().push(LessonOutline {
                 id: l.id,
                 title: l.title,
-                kind: LessonKind::parse(&l.kind),
+                kind: l.kind,
                 position: l.position,
             });
         }
@@ -137,7 +134,7 @@ impl CatalogService {
             slug: c.slug,
             title: c.title,
             summary: c.summary,
-            level: Level::parse(&c.level),
+            level: c.level,
             published: c.published,
             instructor_id: c.instructor_id,
             module_count: modules.len() as u64,

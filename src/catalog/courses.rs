@@ -12,6 +12,8 @@ use crate::{
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
+        fields::FieldErrors,
+        input::Slug,
     },
 };
 
@@ -22,22 +24,22 @@ impl CatalogService {
         p: &Principal,
         input: NewCourse,
     ) -> Result<CourseView, CatalogError> {
-        let mut title = String::new();
-        let mut summary = String::new();
-        collect(vec![
-            validate_slug(&input.slug),
-            validate_title("title", &input.title).map(|t| title = t),
-            validate_text("summary", &input.summary, SUMMARY_MAX).map(|s| summary = s),
-        ])?;
+        let mut errors = FieldErrors::new();
+        let slug = errors.check("slug", Slug::parse(&input.slug));
+        let title = errors.check("title", parse_title(&input.title));
+        let summary = errors.check("summary", parse_text(&input.summary, SUMMARY_MAX));
+        let (Some(slug), Some(title), Some(summary)) = (slug, title, summary) else {
+            return Err(errors.into());
+        };
         let now = Utc::now();
         let txn = self.db.begin_write().await?;
         let c = course::ActiveModel {
             id: Set(Uuid::now_v7()),
-            slug: Set(input.slug.clone()),
+            slug: Set(slug.into_inner()),
             instructor_id: Set(p.user_id),
             title: Set(title),
             summary: Set(summary),
-            level: Set(input.level.as_str().to_string()),
+            level: Set(input.level),
             published: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
@@ -63,15 +65,10 @@ impl CatalogService {
         id: Uuid,
         patch: CoursePatch,
     ) -> Result<CourseView, CatalogError> {
-        let mut title = None;
-        let mut summary = None;
-        collect(vec![
-            patch.title.as_deref().map_or(Ok(()), |t| validate_title("title", t).map(|t| title = Some(t))),
-            patch
-                .summary
-                .as_deref()
-                .map_or(Ok(()), |s| validate_text("summary", s, SUMMARY_MAX).map(|s| summary = Some(s))),
-        ])?;
+        let mut errors = FieldErrors::new();
+        let title = patch.title.as_deref().and_then(|t| errors.check("title", parse_title(t)));
+        let summary = patch.summary.as_deref().and_then(|s| errors.check("summary", parse_text(s, SUMMARY_MAX)));
+        errors.into_result()?;
         let txn = self.db.begin_write().await?;
         let c = Self::course_for_edit(&*txn, p, id).await?;
         let mut changed = Vec::new();
@@ -84,8 +81,8 @@ impl CatalogService {
             am.summary = Set(s);
             changed.push("summary");
         }
-        if let Some(l) = patch.level.filter(|l| l.as_str() != c.level) {
-            am.level = Set(l.as_str().to_string());
+        if let Some(l) = patch.level.filter(|l| *l != c.level) {
+            am.level = Set(l);
             changed.push("level");
         }
         if let Some(pb) = patch.published.filter(|pb| *pb != c.published) {

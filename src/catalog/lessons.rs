@@ -20,6 +20,7 @@ use crate::{
         audit::{self, Event},
         context::{Principal, RequestContext},
         facts::{Fact, OutlineShrunk},
+        fields::FieldErrors,
     },
 };
 
@@ -31,14 +32,12 @@ impl CatalogService {
         module_id: Uuid,
         input: NewLesson,
     ) -> Result<LessonView, CatalogError> {
-        let mut title = String::new();
-        let mut content = None;
-        collect(vec![
-            validate_title("title", &input.title).map(|t| title = t),
-            input.content.as_deref().map_or(Ok(()), |s| {
-                validate_text("content", s, CONTENT_MAX).map(|s| content = Some(s).filter(|s| !s.is_empty()))
-            }),
-        ])?;
+        let mut errors = FieldErrors::new();
+        let title = errors.check("title", parse_title(&input.title));
+        let content = input.content.as_deref().and_then(|s| errors.check("content", parse_text(s, CONTENT_MAX)));
+        let Some(title) = title else { return Err(errors.into()) };
+        errors.into_result()?;
+        let content = content.filter(|s| !s.is_empty());
         let txn = self.db.begin_write().await?;
         let (c, m) = Self::module_for_edit(&*txn, p, module_id).await?;
         let count = lesson::Entity::find().filter(lesson::Column::ModuleId.eq(m.id)).count(&*txn).await? as i32;
@@ -53,7 +52,7 @@ impl CatalogService {
             module_id: Set(m.id),
             course_id: Set(c.id),
             title: Set(title),
-            kind: Set(input.kind.as_str().to_string()),
+            kind: Set(input.kind),
             position: Set(position),
             content: Set(content),
             created_at: Set(now),
@@ -93,14 +92,15 @@ impl CatalogService {
         id: Uuid,
         patch: LessonPatch,
     ) -> Result<LessonView, CatalogError> {
-        let mut title = None;
-        let mut content = None;
-        collect(vec![
-            patch.title.as_deref().map_or(Ok(()), |t| validate_title("title", t).map(|t| title = Some(t))),
-            patch.content.as_deref().map_or(Ok(()), |s| {
-                validate_text("content", s, CONTENT_MAX).map(|s| content = Some(Some(s).filter(|s| !s.is_empty())))
-            }),
-        ])?;
+        let mut errors = FieldErrors::new();
+        let title = patch.title.as_deref().and_then(|t| errors.check("title", parse_title(t)));
+        // `Some(None)` removes the content: an empty string says so.
+        let content = patch
+            .content
+            .as_deref()
+            .and_then(|s| errors.check("content", parse_text(s, CONTENT_MAX)))
+            .map(|s| Some(s).filter(|s| !s.is_empty()));
+        errors.into_result()?;
         let txn = self.db.begin_write().await?;
         let (c, l) = Self::lesson_for_edit(&*txn, p, id).await?;
         let mut changed = Vec::new();
@@ -118,7 +118,7 @@ impl CatalogService {
             upd = upd.col_expr(lesson::Column::Title, Expr::value(t));
             changed.push("title");
         }
-        if let Some(k) = patch.kind.filter(|k| k.as_str() != l.kind) {
+        if let Some(k) = patch.kind.filter(|k| *k != l.kind) {
             upd = upd.col_expr(lesson::Column::Kind, Expr::value(k.as_str()));
             changed.push("kind");
         }

@@ -29,6 +29,7 @@ use crate::{
     kernel::{
         context::Principal,
         facts::{ReactionError, Reactor},
+        fields::FieldErrors,
         pagination::Page,
     },
 };
@@ -36,7 +37,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("validation failed")]
-    Validation(Vec<(String, String)>),
+    Validation(#[from] FieldErrors),
     /// Missing, or not visible / not editable by the caller: the two are indistinguishable.
     #[error("not found")]
     NotFound,
@@ -46,10 +47,6 @@ pub enum CatalogError {
     Db(#[from] DbErr),
     #[error("consequences of an outline change")]
     Reaction(#[from] ReactionError),
-}
-
-pub(super) fn invalid(field: &str, msg: impl Into<String>) -> CatalogError {
-    CatalogError::Validation(vec![(field.to_string(), msg.into())])
 }
 
 pub struct CatalogService {

@@ -5,63 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use crate::entities::enums::{LessonKind, Level};
 use crate::entities::lesson;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Beginner,
-    Intermediate,
-    Advanced,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Beginner => "beginner",
-            Level::Intermediate => "intermediate",
-            Level::Advanced => "advanced",
-        }
-    }
-    pub(super) fn parse(s: &str) -> Level {
-        match s {
-            "intermediate" => Level::Intermediate,
-            "advanced" => Level::Advanced,
-            _ => Level::Beginner,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LessonKind {
-    Video,
-    Reading,
-    Exercise,
-    Project,
-    Quiz,
-}
-
-impl LessonKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LessonKind::Video => "video",
-            LessonKind::Reading => "reading",
-            LessonKind::Exercise => "exercise",
-            LessonKind::Project => "project",
-            LessonKind::Quiz => "quiz",
-        }
-    }
-    pub(super) fn parse(s: &str) -> LessonKind {
-        match s {
-            "video" => LessonKind::Video,
-            "exercise" => LessonKind::Exercise,
-            "project" => LessonKind::Project,
-            "quiz" => LessonKind::Quiz,
-            _ => LessonKind::Reading,
-        }
-    }
-}
 
 // ---- inputs (deserialised at the edge; unknown fields are rejected there) ----
 
@@ -191,7 +136,7 @@ impl From<lesson::Model> for LessonView {
             module_id: l.module_id,
             course_id: l.course_id,
             title: l.title,
-            kind: LessonKind::parse(&l.kind),
+            kind: l.kind,
             position: l.position,
             content: l.content,
             created_at: l.created_at,

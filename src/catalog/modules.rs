@@ -20,6 +20,7 @@ use crate::{
         audit::{self, Event},
         context::{Principal, RequestContext},
         facts::{Fact, OutlineShrunk},
+        fields::FieldErrors,
     },
 };
 
@@ -31,7 +32,7 @@ impl CatalogService {
         course_id: Uuid,
         input: NewModule,
     ) -> Result<ModuleView, CatalogError> {
-        let title = validate_title("title", &input.title)?;
+        let title = parse_title(&input.title).map_err(|e| FieldErrors::one("title", e.to_string()))?;
         let txn = self.db.begin_write().await?;
         let c = Self::course_for_edit(&*txn, p, course_id).await?;
         let count = module::Entity::find().filter(module::Column::CourseId.eq(c.id)).count(&*txn).await? as i32;
@@ -84,7 +85,7 @@ impl CatalogService {
             .all(db)
             .await?
             .into_iter()
-            .map(|l| LessonOutline { id: l.id, title: l.title, kind: LessonKind::parse(&l.kind), position: l.position })
+            .map(|l| LessonOutline { id: l.id, title: l.title, kind: l.kind, position: l.position })
             .collect();
         Ok(ModuleView { id: m.id, course_id: m.course_id, title: m.title, position: m.position, lessons })
     }
@@ -96,7 +97,12 @@ impl CatalogService {
         id: Uuid,
         patch: ModulePatch,
     ) -> Result<ModuleView, CatalogError> {
-        let title = patch.title.as_deref().map(|t| validate_title("title", t)).transpose()?;
+        let title = patch
+            .title
+            .as_deref()
+            .map(parse_title)
+            .transpose()
+            .map_err(|e| FieldErrors::one("title", e.to_string()))?;
         let txn = self.db.begin_write().await?;
         let (c, m) = Self::module_for_edit(&*txn, p, id).await?;
         let mut changed = Vec::new();

@@ -29,6 +29,7 @@ use sha2::Sha256;
 use crate::{
     config::Config,
     infra::{db::Db, wakeup::Wakeup},
+    kernel::fields::FieldErrors,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +38,8 @@ pub enum EmailError {
     InvalidAddress,
     #[error("template: {0}")]
     Template(#[from] render::RenderError),
-    #[error("invalid field {0}: {1}")]
-    Validation(&'static str, String),
+    #[error("validation failed")]
+    Validation(#[from] FieldErrors),
     #[error("not found")]
     NotFound,
     #[error("conflict: {0}")]

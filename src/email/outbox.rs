@@ -2,10 +2,7 @@
 //! and the admin's view of those rows.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::OnConflict,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::OnConflict};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -17,6 +14,8 @@ use crate::{
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
+        fields::FieldErrors,
+        input::EmailAddress,
         pagination::{Page, PageRequest},
     },
 };
@@ -64,19 +63,10 @@ impl From<email_outbox::Model> for EmailView {
     }
 }
 
-/// Addresses are compared trimmed and lower-cased, as user emails are stored.
+/// Addresses are compared trimmed and lower-cased, as user emails are stored; the rule is the
+/// kernel's [`EmailAddress`], so what sign-up accepts is what mail can be sent to.
 pub fn normalize_address(addr: &str) -> Result<String, EmailError> {
-    // CR/LF (any control character) would end a header line: refuse rather than repair, even
-    // where trimming would remove it.
-    if addr.chars().any(char::is_control) {
-        return Err(EmailError::InvalidAddress);
-    }
-    let a = addr.trim().to_lowercase();
-    if a.is_empty() || a.len() > 254 || a.chars().any(char::is_whitespace) {
-        return Err(EmailError::InvalidAddress);
-    }
-    a.parse::<lettre::Address>().map_err(|_| EmailError::InvalidAddress)?;
-    Ok(a)
+    EmailAddress::parse(addr).map(EmailAddress::into_inner).map_err(|_| EmailError::InvalidAddress)
 }
 
 impl EmailService {
@@ -173,15 +163,12 @@ impl EmailService {
     }
 
     pub async fn list(&self, status_filter: Option<&str>, page: PageRequest) -> Result<Page<EmailView>, EmailError> {
-        let mut q = email_outbox::Entity::find().order_by_desc(email_outbox::Column::Id).limit(page.limit + 1);
+        let mut q = page.newest_first(email_outbox::Entity::find(), email_outbox::Column::Id);
         if let Some(s) = status_filter {
             if !status::ALL.contains(&s) {
-                return Err(EmailError::Validation("status", format!("must be one of {}", status::ALL.join(", "))));
+                return Err(FieldErrors::one("status", format!("must be one of {}", status::ALL.join(", "))).into());
             }
             q = q.filter(email_outbox::Column::Status.eq(s));
-        }
-        if let Some(after) = page.after {
-            q = q.filter(email_outbox::Column::Id.lt(after));
         }
         let rows = q.all(&self.db.conn).await?;
         Ok(Page::from_rows(rows.into_iter().map(EmailView::from).collect(), page, |v| v.id))

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::enums::AchievementKind;
+
 /// One achievement and its rule: `kind` names the metric, `threshold` the value to reach.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "achievements")]
@@ -10,7 +12,7 @@ pub struct Model {
     pub title: String,
     pub description: String,
     pub icon: String,
-    pub kind: String,
+    pub kind: AchievementKind,
     pub threshold: Json,
     pub created_at: DateTimeUtc,
 }

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::enums::AssessmentState;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "assessments")]
 pub struct Model {
@@ -7,7 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub user_id: Uuid,
     /// `pending` or `completed`; a pending row past `expires_at` reads as `expired`.
-    pub status: String,
+    pub status: AssessmentState,
     pub launch_token_hash: String,
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::enums::Level;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "courses")]
 pub struct Model {
@@ -10,7 +12,7 @@ pub struct Model {
     pub instructor_id: Uuid,
     pub title: String,
     pub summary: String,
-    pub level: String,
+    pub level: Level,
     pub published: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

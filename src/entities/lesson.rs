@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::enums::LessonKind;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "lessons")]
 pub struct Model {
@@ -8,7 +10,7 @@ pub struct Model {
     pub module_id: Uuid,
     pub course_id: Uuid,
     pub title: String,
-    pub kind: String,
+    pub kind: LessonKind,
     pub position: i32,
     pub content: Option<String>,
     pub created_at: DateTimeUtc,

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::enums::ProgressStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "lesson_progress")]
 pub struct Model {
@@ -8,7 +10,7 @@ pub struct Model {
     pub user_id: Uuid,
     pub lesson_id: Uuid,
     pub course_id: Uuid,
-    pub status: String,
+    pub status: ProgressStatus,
     pub progress: f64,
     pub time_spent_seconds: i64,
     pub score: Option<f64>,

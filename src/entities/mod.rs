@@ -9,6 +9,7 @@ pub mod email_outbox;
 pub mod email_suppression;
 pub mod email_token;
 pub mod enrollment;
+pub mod enums;
 pub mod idempotency_key;
 pub mod integration_client;
 pub mod integration_nonce;

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use super::enums::Role;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
@@ -9,7 +11,7 @@ pub struct Model {
     pub email: String,
     pub display_name: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub is_active: bool,
     pub email_verified: bool,
     pub failed_login_count: i32,

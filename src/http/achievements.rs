@@ -5,10 +5,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams},
-    problem::{ApiError, ApiResult, FieldError, Problem},
+    problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
-    achievements::{self, AchievementError, AchievementView, AwardView, NewAchievement},
+    achievements::{self, AchievementView, AwardView, NewAchievement},
     kernel::context::Role,
     kernel::pagination::Page,
     state::AppState,
@@ -16,20 +16,6 @@ use crate::{
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(catalog)).routes(routes!(mine)).routes(routes!(create))
-}
-
-impl From<AchievementError> for ApiError {
-    fn from(e: AchievementError) -> Self {
-        match e {
-            AchievementError::Validation(v) => {
-                ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
-            }
-            AchievementError::Conflict => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", "an achievement with this code exists")
-            }
-            AchievementError::Db(e) => ApiError::internal(e),
-        }
-    }
 }
 
 /// The achievement catalog (every rule, with its kind and threshold).
@@ -40,7 +26,7 @@ async fn catalog(
     _auth: Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<AchievementView>>> {
-    Ok(Json(achievements::catalog(&s.db, q.page()?).await.map_err(ApiError::internal)?))
+    Ok(Json(achievements::catalog(&s.db, q.page()?).await.map_err(ApiError::internal_error)?))
 }
 
 /// The caller's awards, newest first.
@@ -51,7 +37,7 @@ async fn mine(
     auth: Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<AwardView>>> {
-    Ok(Json(achievements::awarded(&s.db, auth.0.user_id, q.page()?).await.map_err(ApiError::internal)?))
+    Ok(Json(achievements::awarded(&s.db, auth.0.user_id, q.page()?).await.map_err(ApiError::internal_error)?))
 }
 
 /// Add an achievement rule (admins). It applies from the next matching event on; no rebuild.

@@ -1,9 +1,6 @@
 //! `/admin/*`: user management and the audit trail (admins only; 404 for everyone else).
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -11,11 +8,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx, page_request, parse_id},
-    problem::{ApiError, ApiResult, Problem},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, page_request},
+    problem::{ApiResult, PathId, Problem},
 };
 use crate::{
-    admin::{AdminError, AdminUserView, AuditEntryView, AuditFilter},
+    admin::{AdminUserView, AuditEntryView, AuditFilter},
     email::EmailView,
     kernel::context::Role,
     kernel::pagination::Page,
@@ -54,27 +51,16 @@ async fn list_emails(
 }
 
 /// Queue a failed email again with a fresh attempt budget.
-#[utoipa::path(post, path = "/admin/emails/{id}/retry", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/admin/emails/{id}/retry", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = EmailView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn retry_email(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<EmailView>> {
     let admin = auth.require(&[Role::Admin])?;
-    let id = parse_id(&id)?;
     Ok(Json(s.email.retry(&ctx, admin, id).await?))
-}
-
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> Self {
-        match e {
-            AdminError::Validation(f, m) => ApiError::field(f, m),
-            AdminError::NotFound => ApiError::not_found(),
-            AdminError::Db(e) => ApiError::internal(e),
-        }
-    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -119,17 +105,16 @@ async fn list_users(
 }
 
 /// Change a user's role or deactivate them (their sessions end at once).
-#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UpdateUser,
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])), request_body = UpdateUser,
     responses((status = 200, body = AdminUserView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_user(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(b): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<AdminUserView>> {
     let admin = auth.require(&[Role::Admin])?;
-    let id = parse_id(&id)?;
     Ok(Json(s.admin.update_user(&ctx, admin, id, b.role, b.is_active).await?))
 }
 

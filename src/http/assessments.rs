@@ -1,25 +1,21 @@
 //! Assessments and learning paths (students, instructors, admins), the integration endpoints
 //! of the assessment tool (signed machine requests), and machine-client administration.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id, parse_json},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_json},
     machine::MachineClient,
     policy,
-    problem::{ApiError, ApiResult, FieldError, Problem},
+    problem::{ApiResult, PathId, Problem},
 };
 use crate::{
     assessments::{
-        AssessError, AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo,
-        ResultsInput, paths::LearningPathView,
+        AssessmentStarted, AssessmentView, ClientCreated, ClientRotated, ClientView, LaunchInfo, ResultsInput,
+        paths::LearningPathView,
     },
     kernel::context::Role,
     kernel::pagination::Page,
@@ -42,21 +38,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_learning_path))
         .routes(routes!(user_learning_path))
         .merge(policy::not_remembered(credentials))
-}
-
-impl From<AssessError> for ApiError {
-    fn from(e: AssessError) -> Self {
-        match e {
-            AssessError::Validation(v) => {
-                ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
-            }
-            AssessError::NotFound => ApiError::not_found(),
-            AssessError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid-signature", why),
-            AssessError::Conflict(slug, detail) => ApiError::new(StatusCode::CONFLICT, slug, detail),
-            AssessError::Internal(m) => ApiError::internal(m),
-            AssessError::Db(_) | AssessError::Reaction(_) => ApiError::internal_error(&e),
-        }
-    }
 }
 
 /// Start an assessment: a pending assessment and a short-lived launch link for the tool.
@@ -83,10 +64,10 @@ async fn list_mine(
 }
 
 /// One assessment: for its student, admins and the student's instructors; 404 for others.
-#[utoipa::path(get, path = "/assessments/{id}", tag = "assessments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/assessments/{id}", tag = "assessments", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = AssessmentView), (status = 404, body = Problem)))]
-async fn get_one(State(s): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<AssessmentView>> {
-    Ok(Json(s.assessments.get(&auth.0, parse_id(&id)?).await?))
+async fn get_one(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> ApiResult<Json<AssessmentView>> {
+    Ok(Json(s.assessments.get(&auth.0, id).await?))
 }
 
 /// The caller's latest learning path (empty, with null `generated_at`, before any assessment).
@@ -97,15 +78,15 @@ async fn my_learning_path(State(s): State<AppState>, auth: Auth) -> ApiResult<Js
 }
 
 /// A student's learning path, for admins and the student's instructors; 404 for others.
-#[utoipa::path(get, path = "/users/{id}/learning-path", tag = "assessments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/users/{id}/learning-path", tag = "assessments", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = LearningPathView), (status = 404, body = Problem)))]
 async fn user_learning_path(
     State(s): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<LearningPathView>> {
     let p = auth.require(&[Role::Instructor, Role::Admin])?;
-    Ok(Json(s.assessments.learning_path(p, parse_id(&id)?).await?))
+    Ok(Json(s.assessments.learning_path(p, id).await?))
 }
 
 /// The assessment tool posts results (signed machine request, see the README). 201 when this
@@ -178,28 +159,28 @@ async fn list_clients(
 }
 
 /// Revoke a client: its signatures stop working at once.
-#[utoipa::path(delete, path = "/admin/integrations/clients/{id}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/admin/integrations/clients/{id}", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 async fn revoke_client(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     let p = auth.require(&[Role::Admin])?;
-    s.assessments.revoke_client(&ctx, p, parse_id(&id)?).await?;
+    s.assessments.revoke_client(&ctx, p, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// New secret; the previous one keeps working for `CIFIX_INTEGRATION_SECRET_OVERLAP_SECS`.
-#[utoipa::path(post, path = "/admin/integrations/clients/{id}/rotate", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/admin/integrations/clients/{id}/rotate", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = ClientRotated), (status = 404, body = Problem)))]
 async fn rotate_client(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<ClientRotated>> {
     let p = auth.require(&[Role::Admin])?;
-    Ok(Json(s.assessments.rotate_client(&ctx, p, parse_id(&id)?).await?))
+    Ok(Json(s.assessments.rotate_client(&ctx, p, id).await?))
 }

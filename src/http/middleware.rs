@@ -152,15 +152,13 @@ pub struct ClientIp(pub IpAddr);
 pub struct Authenticated(pub crate::kernel::context::Principal);
 
 /// Turns any bare error response (from the router or a tower layer: 404, 405, 408, 413…)
-/// into problem+json, so clients see one error shape whatever produced it. A JSON body a
-/// handler wrote on purpose (readiness says why it is not ready) is left as it is.
+/// into problem+json, so clients see one error shape whatever produced it.
 pub async fn problem_bodies(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_json = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(b"application/problem+json") || v.as_bytes().starts_with(b"application/json")
-    });
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return res;
     }
     let (parts, _) = res.into_parts();

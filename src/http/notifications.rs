@@ -1,35 +1,22 @@
 //! `/me/notifications*`: the stored notifications of the signed-in user.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    extract::{ApiQuery, Auth, Ctx, parse_id},
-    problem::{ApiError, ApiResult, Problem},
+    extract::{ApiQuery, Auth, Ctx},
+    problem::{ApiError, ApiResult, PathId, Problem},
 };
 use crate::{
     kernel::pagination::{Page, PageRequest},
-    notifications::{self, NotificationError, NotificationView},
+    notifications::{self, NotificationView},
     state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(read_all)).routes(routes!(read_one))
-}
-
-impl From<NotificationError> for ApiError {
-    fn from(e: NotificationError) -> Self {
-        match e {
-            NotificationError::NotFound => ApiError::not_found(),
-            NotificationError::Db(e) => ApiError::internal(e),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -54,20 +41,14 @@ async fn list(
     let page = PageRequest::parse(q.limit, q.cursor.as_deref()).map_err(|(f, e)| ApiError::field(f, e.to_string()))?;
     let page = notifications::list(&s.db, auth.0.user_id, q.unread.unwrap_or(false), page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal_error)?;
     Ok(Json(page))
 }
 
 /// Mark one notification read (idempotent). Someone else's notification is 404.
-#[utoipa::path(post, path = "/me/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+#[utoipa::path(post, path = "/me/notifications/{id}/read", tag = "notifications", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
-async fn read_one(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    auth: Auth,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let id = parse_id(&id)?;
+async fn read_one(State(s): State<AppState>, Ctx(ctx): Ctx, auth: Auth, PathId(id): PathId) -> ApiResult<StatusCode> {
     notifications::mark_read(&s.db, &ctx, auth.0.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,6 +8,7 @@ use axum::{
 };
 use serde_json::json;
 
+use super::problem::ApiError;
 use crate::state::AppState;
 
 /// The process is up (it may still be unable to serve: see readiness).
@@ -20,9 +21,14 @@ pub async fn live() -> impl IntoResponse {
 /// shutting down; a load balancer takes the instance out of rotation otherwise.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
     responses((status = 200, description = "database reachable, migrations applied"), (status = 503, description = "not ready")))]
-pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
+pub async fn ready(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let not_ready = |slug, detail| {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, slug, detail);
+        e.retry_after = Some(1);
+        e
+    };
     if s.draining.load(std::sync::atomic::Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
+        return Err(not_ready("draining", "this instance is shutting down; other instances serve"));
     }
     // Well inside any probe's timeout: a database that has not answered by then is down.
     let db = tokio::time::timeout(std::time::Duration::from_millis(500), async {
@@ -31,11 +37,9 @@ pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     })
     .await;
     match db {
-        Ok(Ok(true)) => (StatusCode::OK, Json(json!({"status": "ok", "database": "ok"}))),
-        Ok(Ok(false)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "migrations pending"})))
-        }
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"}))),
+        Ok(Ok(true)) => Ok(Json(json!({"status": "ok", "database": "ok"}))),
+        Ok(Ok(false)) => Err(not_ready("migrations-pending", "migrations are pending: run `cifix migrate`")),
+        _ => Err(not_ready("database-unreachable", "the database does not answer")),
     }
 }
 

@@ -7,7 +7,15 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::{auth::AuthError, email::EmailError};
+pub use crate::kernel::fields::FieldError;
+
+// Declared here rather than in `http/mod.rs`, which is being reorganised elsewhere; they are
+// siblings of this file all the same.
+#[path = "errors.rs"]
+mod errors;
+#[path = "path_id.rs"]
+mod path_id;
+pub use path_id::PathId;
 
 tokio::task_local! {
     /// The current request's id, so that an error built deep in a handler can carry it.
@@ -16,12 +24,6 @@ tokio::task_local! {
 
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -36,6 +38,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
+/// What a failed request answers. A 500 carries its cause, which is logged (with its whole
+/// chain of sources) when the response is rendered and never put in the body.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -43,11 +47,24 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
+
+/// A cause known only by its message.
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, slug, detail: detail.into(), errors: Vec::new(), retry_after: None }
+        ApiError { status, slug, detail: detail.into(), errors: Vec::new(), retry_after: None, cause: None }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed-request", detail)
@@ -76,26 +93,33 @@ impl ApiError {
         e.retry_after = Some(retry_after.max(1));
         e
     }
-    /// As [`ApiError::internal`], logging the error with its whole chain of causes.
-    pub fn internal_error(e: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        Self::internal(chain)
-    }
-
-    /// Logs the cause with the request id and answers without it: internals never leave.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(
+    /// A 500 for `cause`, whose chain of sources is logged when the response is rendered.
+    pub fn internal_error(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let mut e = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "an internal error occurred; quote the request id when reporting it",
-        )
+        );
+        e.cause = Some(cause.into());
+        e
+    }
+
+    /// As [`ApiError::internal_error`], for a cause that is only a message.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::internal_error(Message(cause.to_string()))
+    }
+
+    fn log_cause(&self) {
+        let Some(cause) = &self.cause else { return };
+        let mut chain = cause.to_string();
+        let mut source = cause.source();
+        while let Some(next) = source {
+            chain.push_str(": ");
+            chain.push_str(&next.to_string());
+            source = next.source();
+        }
+        // Logged with the request id of the span it is rendered in; internals never leave.
+        tracing::error!(error = %chain, "internal error");
     }
 
     pub fn problem(&self) -> Problem {
@@ -112,6 +136,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.log_cause();
         let mut res = (self.status, Json(self.problem())).into_response();
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -119,55 +144,6 @@ impl IntoResponse for ApiError {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Validation(v) => ApiError::validation(
-                v.into_iter().map(|(f, m)| FieldError { field: f.to_string(), message: m }).collect(),
-            ),
-            AuthError::EmailTaken => {
-                ApiError::new(StatusCode::CONFLICT, "email-taken", "this email is already registered")
-            }
-            AuthError::InvalidCredentials => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid-credentials", "invalid email or password")
-            }
-            AuthError::AccountLocked { retry_after_secs } => ApiError::too_many(
-                retry_after_secs,
-                "too many failed sign-in attempts for this account; try again later",
-            ),
-            AuthError::InvalidRefreshToken => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-refresh-token",
-                "the refresh token is invalid, expired or already used",
-            ),
-            AuthError::Unauthenticated => ApiError::unauthorized(),
-            AuthError::NotFound => ApiError::not_found(),
-            AuthError::Busy => ApiError::unavailable(1, "the server is busy; retry shortly"),
-            AuthError::InvalidEmailToken => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid-token", "the link is invalid, expired or already used")
-            }
-            AuthError::Internal(m) => ApiError::internal(m),
-        }
-    }
-}
-
-impl From<EmailError> for ApiError {
-    fn from(e: EmailError) -> Self {
-        match e {
-            EmailError::InvalidAddress => ApiError::field("email", "must be a valid email address"),
-            EmailError::Validation(f, m) => ApiError::field(f, m),
-            EmailError::NotFound => ApiError::not_found(),
-            EmailError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            EmailError::InvalidToken => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid-token", "the link is invalid or no longer valid")
-            }
-            EmailError::Unauthorized => ApiError::unauthorized(),
-            EmailError::Template(e) => ApiError::internal(e),
-            EmailError::Db(e) => ApiError::internal(e),
-        }
     }
 }
 

@@ -1,26 +1,20 @@
 //! Enrollment and progress: `/courses/{id}/enrollments`, `/me/enrollments`, `/me/lessons/…`,
 //! `/me/progress*`, `/me/dashboard`, `/users/{id}/progress`.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
-    problem::{ApiError, ApiResult, FieldError, Problem},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams},
+    problem::{ApiError, ApiResult, PathId, Problem},
 };
 use crate::{
     auth::UserView,
     kernel::context::Role,
     kernel::pagination::{Page, PageRequest},
-    progress::{
-        BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressError, ProgressUpdate,
-    },
+    progress::{BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressUpdate},
     state::AppState,
 };
 
@@ -35,29 +29,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(user_progress))
 }
 
-impl From<ProgressError> for ApiError {
-    fn from(e: ProgressError) -> Self {
-        match e {
-            ProgressError::Validation(v) => {
-                ApiError::validation(v.into_iter().map(|(field, message)| FieldError { field, message }).collect())
-            }
-            ProgressError::NotFound => ApiError::not_found(),
-            ProgressError::Db(_) | ProgressError::Reaction(_) => ApiError::internal_error(&e),
-        }
-    }
-}
-
 /// Enroll in a published course. 201 the first time; 200 with the same enrollment after.
-#[utoipa::path(post, path = "/courses/{id}/enrollments", tag = "progress", security(("bearer" = [])),
+#[utoipa::path(post, path = "/courses/{id}/enrollments", tag = "progress", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 201, body = EnrollmentView), (status = 200, body = EnrollmentView), (status = 404, body = Problem)))]
 async fn enroll(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<(StatusCode, Json<EnrollmentView>)> {
     let p = auth.require(&[Role::Student])?;
-    let (e, created) = s.progress.enroll(&ctx, p, parse_id(&id)?).await?;
+    let (e, created) = s.progress.enroll(&ctx, p, id).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(e)))
 }
@@ -75,16 +57,16 @@ async fn list_enrollments(
 
 /// Record progress on a lesson of an enrolled course. Idempotent and monotonic: completed
 /// stays completed; progress, time spent and the best score never go down.
-#[utoipa::path(put, path = "/me/lessons/{lesson_id}/progress", tag = "progress", security(("bearer" = [])), request_body = ProgressUpdate,
+#[utoipa::path(put, path = "/me/lessons/{lesson_id}/progress", tag = "progress", params(("lesson_id" = String, Path)), security(("bearer" = [])), request_body = ProgressUpdate,
     responses((status = 200, body = LessonProgressResult), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn put_progress(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
-    Path(lesson_id): Path<String>,
+    PathId(lesson_id): PathId,
     ApiJson(b): ApiJson<ProgressUpdate>,
 ) -> ApiResult<Json<LessonProgressResult>> {
-    Ok(Json(s.progress.put_lesson_progress(&ctx, &auth.0, parse_id(&lesson_id)?, b).await?))
+    Ok(Json(s.progress.put_lesson_progress(&ctx, &auth.0, lesson_id, b).await?))
 }
 
 /// Apply offline progress events in `occurred_at` order; an `event_id` seen before is skipped.
@@ -152,9 +134,10 @@ async fn dashboard(
     // Null until the student has a path (no assessment yet).
     let path = s.assessments.learning_path(p, p.user_id).await?;
     let learning_path = path.generated_at.is_some().then(|| serde_json::to_value(path).ok()).flatten();
-    let recent_achievements = crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal)?;
+    let recent_achievements =
+        crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal_error)?;
     let unread_notifications =
-        crate::notifications::unread_count(&s.db, p.user_id).await.map_err(ApiError::internal)?;
+        crate::notifications::unread_count(&s.db, p.user_id).await.map_err(ApiError::internal_error)?;
     Ok(Json(Dashboard {
         user,
         enrollments_progress,
@@ -167,14 +150,15 @@ async fn dashboard(
 
 /// A student's progress, for admins and for instructors of a course the student is enrolled in
 /// (who see only their own courses). 404 for everyone else.
-#[utoipa::path(get, path = "/users/{id}/progress", tag = "progress", security(("bearer" = [])), params(ListParams),
+#[utoipa::path(get, path = "/users/{id}/progress", tag = "progress", security(("bearer" = [])),
+    params(ListParams, ("id" = String, Path)),
     responses((status = 200, body = Page<CourseProgress>), (status = 404, body = Problem)))]
 async fn user_progress(
     State(s): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<CourseProgress>>> {
     let p = auth.require(&[Role::Instructor, Role::Admin])?;
-    Ok(Json(s.progress.user_progress(p, parse_id(&id)?, q.page()?).await?))
+    Ok(Json(s.progress.user_progress(p, id, q.page()?).await?))
 }

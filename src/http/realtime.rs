@@ -48,7 +48,7 @@ use super::{
     problem::{ApiError, ApiResult, Problem},
 };
 use crate::{
-    infra::realtime::{DropReason, Outgoing, RealtimeEvent, Registration, TooManyConnections},
+    infra::realtime::{DropReason, Outgoing, RealtimeEvent, Registration},
     notifications::{
         self,
         live::{self, TICKET_TTL, TicketError},
@@ -73,25 +73,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().merge(ticket).routes(routes!(websocket)).routes(routes!(events))
 }
 
-impl From<TooManyConnections> for ApiError {
-    fn from(_: TooManyConnections) -> Self {
-        ApiError::too_many(5, "too many live connections for this user; close one first")
-    }
-}
-
-impl From<TicketError> for ApiError {
-    fn from(e: TicketError) -> Self {
-        match e {
-            TicketError::Invalid => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-ticket",
-                "the ticket is unknown, expired or already used; request a new one",
-            ),
-            TicketError::Db(e) => ApiError::internal(e),
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ticket {
     /// Single use; pass as `?ticket=` to `GET /ws`.
@@ -105,7 +86,7 @@ pub struct Ticket {
 #[utoipa::path(post, path = "/realtime/ticket", tag = "realtime", security(("bearer" = [])),
     responses((status = 201, body = Ticket), (status = 401, body = Problem)))]
 async fn ticket(State(s): State<AppState>, auth: Auth) -> ApiResult<(StatusCode, Json<Ticket>)> {
-    let ticket = live::issue_ticket(&s.db, &auth.0).await.map_err(ApiError::internal)?;
+    let ticket = live::issue_ticket(&s.db, &auth.0).await.map_err(ApiError::internal_error)?;
     Ok((StatusCode::CREATED, Json(Ticket { ticket, expires_in: TICKET_TTL.as_secs() })))
 }
 

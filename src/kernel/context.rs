@@ -19,32 +19,4 @@ pub struct Principal {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Student,
-    Instructor,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Student => "student",
-            Role::Instructor => "instructor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "student" => Ok(Role::Student),
-            "instructor" => Ok(Role::Instructor),
-            "admin" => Ok(Role::Admin),
-            _ => Err(()),
-        }
-    }
-}
+pub use crate::entities::enums::Role;

@@ -4,5 +4,7 @@
 pub mod audit;
 pub mod context;
 pub mod facts;
+pub mod fields;
+pub mod input;
 pub mod pagination;
 pub mod streak;

@@ -1,5 +1,6 @@
 //! Cursor pagination shared by every list: `?limit=` (default 20, max 100) and `?cursor=`.
 
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -36,6 +37,36 @@ impl PageRequest {
     }
 }
 
+impl PageRequest {
+    /// Keyset pagination over a UUIDv7 `id` column, oldest first: ordered by `id`, continuing
+    /// after the cursor, one row more than the page (see [`Page::from_rows`]). The query is
+    /// otherwise untouched, so the caller's filters still apply.
+    pub fn oldest_first<Q, C>(self, q: Q, id: C) -> Q
+    where
+        Q: QueryFilter + QueryOrder + QuerySelect,
+        C: ColumnTrait,
+    {
+        let q = q.order_by_asc(id).limit(self.limit + 1);
+        match self.after {
+            Some(after) => q.filter(id.gt(after)),
+            None => q,
+        }
+    }
+
+    /// As [`PageRequest::oldest_first`], newest first.
+    pub fn newest_first<Q, C>(self, q: Q, id: C) -> Q
+    where
+        Q: QueryFilter + QueryOrder + QuerySelect,
+        C: ColumnTrait,
+    {
+        let q = q.order_by_desc(id).limit(self.limit + 1);
+        match self.after {
+            Some(after) => q.filter(id.lt(after)),
+            None => q,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -49,5 +80,30 @@ impl<T> Page<T> {
         rows.truncate(req.limit as usize);
         let next_cursor = if more { rows.last().map(|r| id_of(r).to_string()) } else { None };
         Page { items: rows, next_cursor }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, EntityTrait, QueryTrait};
+
+    use super::*;
+    use crate::entities::notification;
+
+    #[test]
+    fn keyset_orders_continues_after_the_cursor_and_fetches_one_more() {
+        let after = Uuid::now_v7();
+        let page = PageRequest { limit: 20, after: Some(after) };
+        let sql = |q: sea_orm::Select<notification::Entity>| q.build(DbBackend::Sqlite).to_string();
+        let old = sql(page.oldest_first(notification::Entity::find(), notification::Column::Id));
+        assert!(old.contains(&format!("\"id\" > '{after}'")), "{old}");
+        assert!(old.contains("ORDER BY \"notifications\".\"id\" ASC LIMIT 21"), "{old}");
+        let new = sql(page.newest_first(notification::Entity::find(), notification::Column::Id));
+        assert!(new.contains(&format!("\"id\" < '{after}'")), "{new}");
+        assert!(new.contains("ORDER BY \"notifications\".\"id\" DESC LIMIT 21"), "{new}");
+        let first =
+            sql(PageRequest { limit: 5, after: None }
+                .oldest_first(notification::Entity::find(), notification::Column::Id));
+        assert!(!first.contains("WHERE"), "{first}");
     }
 }

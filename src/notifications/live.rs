@@ -32,7 +32,7 @@ pub enum TicketError {
     /// Unknown, already used, expired, or its session/user is no longer valid.
     #[error("invalid ticket")]
     Invalid,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 
@@ -103,7 +103,7 @@ pub async fn consume_ticket(db: &Db, ticket: &str) -> Result<LiveUser, TicketErr
     if s.user_id != user_id || s.revoked_at.is_some() || s.expires_at <= Utc::now() {
         return Err(TicketError::Invalid);
     }
-    Ok(LiveUser { user_id, session_id, role: u.role.parse().unwrap_or(Role::Student) })
+    Ok(LiveUser { user_id, session_id, role: u.role })
 }
 
 /// How often an instance re-checks the sessions of its live connections. Ending a session

@@ -85,7 +85,7 @@ impl From<&notification::Model> for RealtimeEvent {
 pub enum NotificationError {
     #[error("not found")]
     NotFound,
-    #[error("database error: {0}")]
+    #[error("database")]
     Db(#[from] DbErr),
 }
 
@@ -123,15 +123,12 @@ pub async fn list(
     unread_only: bool,
     page: PageRequest,
 ) -> Result<Page<NotificationView>, DbErr> {
-    let mut q = notification::Entity::find()
-        .filter(notification::Column::UserId.eq(user_id))
-        .order_by_desc(notification::Column::Id)
-        .limit(page.limit + 1);
+    let mut q = page.newest_first(
+        notification::Entity::find().filter(notification::Column::UserId.eq(user_id)),
+        notification::Column::Id,
+    );
     if unread_only {
         q = q.filter(notification::Column::ReadAt.is_null());
-    }
-    if let Some(after) = page.after {
-        q = q.filter(notification::Column::Id.lt(after));
     }
     let rows = q.all(&db.conn).await?.into_iter().map(NotificationView::from).collect();
     Ok(Page::from_rows(rows, page, |n| n.id))

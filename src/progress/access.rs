@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement, Value};
 use uuid::Uuid;
 
-use crate::entities::lesson_progress;
+use crate::entities::{enums::ProgressStatus, lesson_progress};
 
 /// Marks enrollments of `course_id` (one student's, or everyone's) complete when every lesson
 /// of the course is completed. Conditional on `completed_at IS NULL`, so it sets the date once.
@@ -46,7 +46,7 @@ pub async fn completed_lessons<C: ConnectionTrait>(
         .column(lesson_progress::Column::LessonId)
         .filter(lesson_progress::Column::UserId.eq(user_id))
         .filter(lesson_progress::Column::CourseId.is_in(course_ids.iter().copied()))
-        .filter(lesson_progress::Column::Status.eq("completed"))
+        .filter(lesson_progress::Column::Status.eq(ProgressStatus::Completed))
         .into_tuple::<Uuid>()
         .all(db)
         .await?

@@ -19,13 +19,16 @@ pub use model::*;
 
 use crate::{
     infra::db::Db,
-    kernel::facts::{ReactionError, Reactor},
+    kernel::{
+        facts::{ReactionError, Reactor},
+        fields::FieldErrors,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProgressError {
     #[error("validation failed")]
-    Validation(Vec<(String, String)>),
+    Validation(#[from] FieldErrors),
     /// Unknown, not visible, or not enrolled: indistinguishable on purpose.
     #[error("not found")]
     NotFound,

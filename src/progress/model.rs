@@ -6,26 +6,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::entities::{enrollment, lesson_progress};
-pub use crate::kernel::facts::CourseRollup;
+pub use crate::{entities::enums::ProgressStatus, kernel::facts::CourseRollup};
 
 /// Most time one update may add to a lesson's total. A client reporting more (a clock jump,
 /// a tab left open for a week, a hostile value) is clamped, not refused.
 pub const MAX_TIME_STEP_SECS: i64 = 86_400;
 /// Most events in one batch; more is a 422 (and a body over the size limit is a 413 first).
 pub const MAX_BATCH_EVENTS: usize = 500;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProgressStatus {
-    InProgress,
-    Completed,
-}
-
-impl ProgressStatus {
-    pub(super) fn parse(s: &str) -> Self {
-        if s == "completed" { ProgressStatus::Completed } else { ProgressStatus::InProgress }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +64,7 @@ impl From<lesson_progress::Model> for LessonProgressView {
         LessonProgressView {
             lesson_id: r.lesson_id,
             course_id: r.course_id,
-            status: ProgressStatus::parse(&r.status),
+            status: r.status,
             progress: r.progress,
             time_spent_seconds: r.time_spent_seconds,
             score: r.score,

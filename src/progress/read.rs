@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use super::{
@@ -27,13 +27,10 @@ impl ProgressService {
         p: &Principal,
         page: PageRequest,
     ) -> Result<Page<EnrollmentView>, ProgressError> {
-        let mut q = enrollment::Entity::find()
-            .filter(enrollment::Column::UserId.eq(p.user_id))
-            .order_by_asc(enrollment::Column::Id)
-            .limit(page.limit + 1);
-        if let Some(after) = page.after {
-            q = q.filter(enrollment::Column::Id.gt(after));
-        }
+        let q = page.oldest_first(
+            enrollment::Entity::find().filter(enrollment::Column::UserId.eq(p.user_id)),
+            enrollment::Column::Id,
+        );
         let rows = q.all(&self.db.conn).await?;
         Ok(Page::from_rows(rows.into_iter().map(EnrollmentView::from).collect(), page, |e| e.id))
     }
@@ -48,13 +45,10 @@ impl ProgressService {
         page: PageRequest,
     ) -> Result<Page<CourseProgress>, ProgressError> {
         let db = &self.db.conn;
-        let mut q = enrollment::Entity::find()
-            .filter(enrollment::Column::UserId.eq(user_id))
-            .order_by_asc(enrollment::Column::Id)
-            .limit(page.limit + 1);
-        if let Some(after) = page.after {
-            q = q.filter(enrollment::Column::Id.gt(after));
-        }
+        let mut q = page.oldest_first(
+            enrollment::Entity::find().filter(enrollment::Column::UserId.eq(user_id)),
+            enrollment::Column::Id,
+        );
         if let Some(i) = instructor {
             q = q.filter(in_courses_taught_by(i));
         }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::model::{CourseRollup, MAX_TIME_STEP_SECS, ProgressStatus};
 use crate::{
     entities::{activity_hour, enrollment, lesson, lesson_progress},
-    kernel::facts::percent,
+    kernel::{facts::percent, fields::FieldErrors},
 };
 
 /// A validated update, ready for the UPSERT.
@@ -25,27 +25,26 @@ pub(super) struct Normalized {
 }
 
 pub(super) fn normalize(
-    prefix: &str,
     status: ProgressStatus,
     progress: Option<f64>,
     time_spent: Option<i64>,
     score: Option<f64>,
-    errors: &mut Vec<(String, String)>,
+    errors: &mut FieldErrors,
 ) -> Normalized {
     if let Some(p) = progress
         && !(0.0..=1.0).contains(&p)
     {
-        errors.push((format!("{prefix}progress"), "must be between 0.0 and 1.0".into()));
+        errors.push("progress", "must be between 0.0 and 1.0");
     }
     if let Some(t) = time_spent
         && t < 0
     {
-        errors.push((format!("{prefix}time_spent_seconds"), "must not be negative".into()));
+        errors.push("time_spent_seconds", "must not be negative");
     }
     if let Some(s) = score
         && !(0.0..=100.0).contains(&s)
     {
-        errors.push((format!("{prefix}score"), "must be between 0 and 100".into()));
+        errors.push("score", "must be between 0 and 100");
     }
     let completed = status == ProgressStatus::Completed;
     Normalized {
@@ -93,7 +92,7 @@ pub(super) async fn upsert<C: ConnectionTrait>(
         user_id.into(),
         l.id.into(),
         l.course_id.into(),
-        (if u.completed { "completed" } else { "in_progress" }).into(),
+        (if u.completed { ProgressStatus::Completed } else { ProgressStatus::InProgress }).as_str().into(),
         u.progress.into(),
         u.time_spent.min(MAX_TIME_STEP_SECS).into(),
         u.score.into(),
@@ -166,7 +165,7 @@ pub(super) async fn course_rollup<C: ConnectionTrait>(
     let completed = lesson_progress::Entity::find()
         .filter(lesson_progress::Column::UserId.eq(user_id))
         .filter(lesson_progress::Column::CourseId.eq(course_id))
-        .filter(lesson_progress::Column::Status.eq("completed"))
+        .filter(lesson_progress::Column::Status.eq(ProgressStatus::Completed))
         .count(db)
         .await?;
     let completed_at = enrollment::Entity::find()

@@ -14,7 +14,7 @@ use super::{
     access::complete_finished_enrollments,
     model::{
         BatchResult, EnrollmentView, LessonProgressResult, LessonProgressView, MAX_BATCH_EVENTS, ProgressBatch,
-        ProgressEvent, ProgressUpdate, RejectedEvent,
+        ProgressEvent, ProgressStatus, ProgressUpdate, RejectedEvent,
     },
     store::{Normalized, course_rollup, hour_of, lock_enrollments, normalize, touch_activity, upsert},
 };
@@ -26,8 +26,13 @@ use crate::{
         audit::{self, Event},
         context::{Principal, RequestContext},
         facts::{CompletionCause, CourseCompleted, Fact, LessonProgressed, ProgressBatchApplied},
+        fields::FieldErrors,
+        input::ClientKey,
     },
 };
+
+/// Longest client-chosen event id.
+const EVENT_ID_MAX: usize = 100;
 
 impl ProgressService {
     /// Enrolls a student in a course they can see. Returns the enrollment and whether it is new.
@@ -81,11 +86,9 @@ impl ProgressService {
         lesson_id: Uuid,
         input: ProgressUpdate,
     ) -> Result<LessonProgressResult, ProgressError> {
-        let mut errors = Vec::new();
-        let u = normalize("", input.status, input.progress, input.time_spent_seconds, input.score, &mut errors);
-        if !errors.is_empty() {
-            return Err(ProgressError::Validation(errors));
-        }
+        let mut errors = FieldErrors::new();
+        let u = normalize(input.status, input.progress, input.time_spent_seconds, input.score, &mut errors);
+        errors.into_result()?;
         let now = Utc::now();
         let txn = self.db.begin_write().await?;
         let l = lesson::Entity::find_by_id(lesson_id).one(&*txn).await?.ok_or(ProgressError::NotFound)?;
@@ -101,7 +104,7 @@ impl ProgressService {
         }
         let row = upsert(&*txn, p.user_id, &l, &u, now, now).await?;
         touch_activity(&*txn, p.user_id, [hour_of(now)]).await?;
-        let completed_course = row.status == "completed"
+        let completed_course = row.status == ProgressStatus::Completed
             && !complete_finished_enrollments(&*txn, l.course_id, Some(p.user_id), now).await?.is_empty();
         let rollup = course_rollup(&*txn, p.user_id, l.course_id).await?;
         let mut facts = vec![Fact::LessonProgressed(LessonProgressed {
@@ -166,7 +169,7 @@ impl ProgressService {
             result.applied += 1;
             touched.insert(l.course_id);
             hours.insert(hour_of(at));
-            if row.status == "completed" {
+            if row.status == ProgressStatus::Completed {
                 completed_lessons = true;
                 if !complete_finished_enrollments(&*txn, l.course_id, Some(p.user_id), at).await?.is_empty() {
                     completions.push(Fact::CourseCompleted(CourseCompleted {
@@ -243,25 +246,18 @@ struct BatchLessons {
 /// orders them as they happened; the index breaks ties, so the order is deterministic.
 fn validate_batch(batch: &ProgressBatch) -> Result<Vec<(&ProgressEvent, Normalized)>, ProgressError> {
     if batch.events.len() > MAX_BATCH_EVENTS {
-        return Err(ProgressError::Validation(vec![(
-            "events".into(),
-            format!("at most {MAX_BATCH_EVENTS} events per batch"),
-        )]));
+        return Err(FieldErrors::one("events", format!("at most {MAX_BATCH_EVENTS} events per batch")).into());
     }
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::new();
     let mut events: Vec<(usize, &ProgressEvent, Normalized)> = Vec::new();
     for (i, e) in batch.events.iter().enumerate() {
-        let prefix = format!("events[{i}].");
-        let n = e.event_id.chars().count();
-        if n == 0 || n > 100 || e.event_id.chars().any(char::is_control) {
-            errors.push((format!("{prefix}event_id"), "must be 1 to 100 printable characters".into()));
-        }
-        let u = normalize(&prefix, e.status, e.progress, e.time_spent_seconds, e.score, &mut errors);
+        let mut event_errors = FieldErrors::new();
+        event_errors.check("event_id", ClientKey::parse(&e.event_id, EVENT_ID_MAX));
+        let u = normalize(e.status, e.progress, e.time_spent_seconds, e.score, &mut event_errors);
+        errors.nest(&format!("events[{i}]"), event_errors);
         events.push((i, e, u));
     }
-    if !errors.is_empty() {
-        return Err(ProgressError::Validation(errors));
-    }
+    errors.into_result()?;
     events.sort_by_key(|(i, e, _)| (e.occurred_at, *i));
     Ok(events.into_iter().map(|(_, e, u)| (e, u)).collect())
 }
