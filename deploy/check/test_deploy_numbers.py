@@ -7,6 +7,7 @@ Run: python3 -m unittest deploy/check/test_deploy_numbers.py (needs PyYAML).
 """
 
 import configparser
+import fnmatch
 import pathlib
 import tomllib
 import unittest
@@ -162,6 +163,35 @@ class Numbers(unittest.TestCase):
         self.assertNotIn("CIFIX_JWT_SECRET", self.config, "secrets belong in the Secret")
         for key in self.config:
             self.assertNotIn(key, self.secret["stringData"], key)
+
+    def test_dockerignore_keeps_what_the_dockerfile_copies(self):
+        patterns = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()
+                    if l.strip() and not l.startswith("#")]
+
+        def ignored(path):
+            # Docker's rule: the last matching pattern wins; a folder's match covers its files.
+            verdict = False
+            for pat in patterns:
+                neg, pat = pat.startswith("!"), pat.lstrip("!").rstrip("/")
+                parts = path.split("/")
+                prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+                # "**/x" matches x at any depth.
+                alts = [pat[3:], "*/" + pat[3:]] if pat.startswith("**/") else [pat]
+                if any(fnmatch.fnmatchcase(p, a) for p in prefixes for a in alts):
+                    verdict = not neg
+            return verdict
+
+        copied = []
+        for line in (ROOT / "Dockerfile").read_text().splitlines():
+            words = line.split()
+            if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+                copied += [w.rstrip("/") for w in words[1:-1] if not w.startswith("--")]
+        self.assertIn("Cargo.lock", copied)
+        for path in copied:
+            self.assertTrue((ROOT / path).exists(), path)
+            self.assertFalse(ignored(path), f".dockerignore drops {path}, which the Dockerfile copies")
+        for path in ("target", ".git", "data", ".env", "node_modules", "src/x.db", "clients/python"):
+            self.assertTrue(ignored(path), f"{path} would reach the build context")
 
     def test_production_settings(self):
         self.assertEqual(self.config["CIFIX_ENV"], "production")
