@@ -173,8 +173,8 @@ sys.exit(0 if job["job_name"] == "cifix" and job["kubernetes_sd_configs"] else "
 
 echo
 if [ "${#FAILED[@]}" -gt 0 ]; then
-  echo "deploy check: $PASSED passed, ${#FAILED[@]} failed"
+  echo "deploy-check: $PASSED passed, ${#FAILED[@]} failed"
   printf '  failed: %s\n' "${FAILED[@]}"
   exit 1
 fi
-echo "deploy check: $PASSED passed, 0 failed"
+echo "deploy-check: $PASSED passed, 0 failed"

@@ -113,7 +113,7 @@ class Numbers(unittest.TestCase):
     def test_replicas_hpa_and_pdb(self):
         hmin, hmax = self.hpa["spec"]["minReplicas"], self.hpa["spec"]["maxReplicas"]
         self.assertGreaterEqual(self.api["spec"]["replicas"], 2)
-        self.assertEqual(self.api["spec"]["replicas"], hmin, "a re-apply must not fight the HPA's floor")
+        self.assertEqual(self.api["spec"]["replicas"], hmin, "start at the HPA's floor")
         self.assertLess(self.pdb["spec"]["minAvailable"], hmin, "a drain must be able to evict at the minimum")
         self.assertGreaterEqual(self.pdb["spec"]["minAvailable"], 1)
         self.assertEqual(self.hpa["spec"]["scaleTargetRef"]["name"], self.api["metadata"]["name"])
