@@ -4,8 +4,8 @@
 //! thin axum edge; one folder per domain holds its logic and queries and knows nothing of axum;
 //! `reactions/` alone decides what follows each fact a domain reports; `kernel/` is the shared
 //! vocabulary; `infra/` the swappable infrastructure; `entities/` and `migration/` the one
-//! schema shared by PostgreSQL and SQLite. Dependencies point down: http → reactions →
-//! domains → kernel → infra → entities.
+//! schema shared by PostgreSQL and SQLite. Dependencies point down: app → http → state →
+//! reactions → domains → kernel → infra → entities.
 
 pub mod achievements;
 pub mod admin;
