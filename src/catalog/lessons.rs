@@ -2,8 +2,7 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -40,12 +39,7 @@ impl CatalogService {
         let content = content.filter(|s| !s.is_empty());
         let txn = self.db.begin_write().await?;
         let (c, m) = Self::module_for_edit(&*txn, p, module_id).await?;
-        let count = lesson::Entity::find().filter(lesson::Column::ModuleId.eq(m.id)).count(&*txn).await? as i32;
-        let position = match input.position {
-            Some(pos) => validate_position(pos, count + 1)?,
-            None => count + 1,
-        };
-        positions::shift(&*txn, Ordered::Lessons, m.id, position, 1).await?;
+        let position = open_slot(&*txn, Ordered::Lessons, m.id, input.position).await?;
         let now = Utc::now();
         let l = lesson::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -105,9 +99,7 @@ impl CatalogService {
         let (c, l) = Self::lesson_for_edit(&*txn, p, id).await?;
         let mut changed = Vec::new();
         if let Some(new) = patch.position {
-            let count =
-                lesson::Entity::find().filter(lesson::Column::ModuleId.eq(l.module_id)).count(&*txn).await? as i32;
-            let new = validate_position(new, count)?;
+            let new = validate_position(new, positions::count(&*txn, Ordered::Lessons, l.module_id).await?)?;
             if new != l.position {
                 positions::move_to(&*txn, Ordered::Lessons, l.module_id, l.id, l.position, new).await?;
                 changed.push("position");

@@ -35,12 +35,7 @@ impl CatalogService {
         let title = parse_title(&input.title).map_err(|e| FieldErrors::one("title", e.to_string()))?;
         let txn = self.db.begin_write().await?;
         let c = Self::course_for_edit(&*txn, p, course_id).await?;
-        let count = module::Entity::find().filter(module::Column::CourseId.eq(c.id)).count(&*txn).await? as i32;
-        let position = match input.position {
-            Some(pos) => validate_position(pos, count + 1)?,
-            None => count + 1,
-        };
-        positions::shift(&*txn, Ordered::Modules, c.id, position, 1).await?;
+        let position = open_slot(&*txn, Ordered::Modules, c.id, input.position).await?;
         let now = Utc::now();
         let m = module::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -107,8 +102,7 @@ impl CatalogService {
         let (c, m) = Self::module_for_edit(&*txn, p, id).await?;
         let mut changed = Vec::new();
         if let Some(new) = patch.position {
-            let count = module::Entity::find().filter(module::Column::CourseId.eq(c.id)).count(&*txn).await? as i32;
-            let new = validate_position(new, count)?;
+            let new = validate_position(new, positions::count(&*txn, Ordered::Modules, c.id).await?)?;
             if new != m.position {
                 positions::move_to(&*txn, Ordered::Modules, c.id, m.id, m.position, new).await?;
                 changed.push("position");

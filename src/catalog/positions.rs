@@ -33,6 +33,18 @@ async fn exec<C: ConnectionTrait>(db: &C, sql: String, values: Vec<Value>) -> Re
     Ok(db.execute_raw(stmt).await?.rows_affected())
 }
 
+/// How many rows `parent` holds.
+pub async fn count<C: ConnectionTrait>(db: &C, what: Ordered, parent: Uuid) -> Result<i32, DbErr> {
+    let (t, p) = (what.table(), what.parent());
+    let stmt = Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!("SELECT COUNT(*) FROM {t} WHERE {p} = $1"),
+        vec![parent.into()],
+    );
+    let row = db.query_one_raw(stmt).await?.ok_or_else(|| DbErr::Custom("COUNT returned no row".into()))?;
+    Ok(row.try_get_by_index::<i64>(0)? as i32)
+}
+
 /// Moves every sibling at `from` or after by `delta` (+1 opens a gap, -1 closes one).
 ///
 /// Two passes through negative numbers: unique indexes are checked row by row on both

@@ -30,6 +30,23 @@ pub(super) fn parse_title(title: &str) -> Result<String, crate::kernel::input::I
     Title::parse(title, TITLE_MAX).map(Title::into_inner)
 }
 
+/// Opens the slot a new row takes in `parent`: the requested position (1 to count + 1, later
+/// rows move down) or, when none is asked for, the end.
+pub(super) async fn open_slot<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    what: super::positions::Ordered,
+    parent: uuid::Uuid,
+    requested: Option<i32>,
+) -> Result<i32, CatalogError> {
+    let count = super::positions::count(db, what, parent).await?;
+    let position = match requested {
+        Some(pos) => validate_position(pos, count + 1)?,
+        None => count + 1,
+    };
+    super::positions::shift(db, what, parent, position, 1).await?;
+    Ok(position)
+}
+
 pub(super) fn validate_position(pos: i32, max: i32) -> Result<i32, CatalogError> {
     if (1..=max).contains(&pos) {
         Ok(pos)
