@@ -270,8 +270,10 @@ pub async fn idempotency(
     next: Next,
 ) -> Response {
     let Some(key) = req.headers().get("idempotency-key").cloned() else { return next.run(req).await };
+    // A request no route matched is never remembered: only a route that is known not to carry
+    // credentials may be.
     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    if req.method() != axum::http::Method::POST || route.is_some_and(|r| unremembered.contains(r)) {
+    if req.method() != axum::http::Method::POST || route.is_none_or(|r| unremembered.contains(r)) {
         return next.run(req).await;
     }
     let Some(key) = key.to_str().ok().filter(|k| crate::idempotency::valid_key(k)).map(str::to_string) else {

@@ -120,9 +120,14 @@ async fn websocket(
     if !origin_allowed(&s, &headers) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "origin-not-allowed", "this origin may not connect"));
     }
+    // A non-browser client that also sends a bearer token must be the ticket's owner; a header
+    // that is not a bearer token is refused before the ticket is spent.
+    let bearer = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(_) => Some(bearer_token(&headers).ok_or_else(ApiError::unauthorized)?),
+    };
     let user = live::consume_ticket(&s.db, q.ticket.as_deref().unwrap_or_default()).await?;
-    // A non-browser client that also sends a bearer token must be the ticket's owner.
-    if let Some(token) = bearer_token(&headers) {
+    if let Some(token) = bearer {
         let p = s.auth.authenticate(token).await?;
         if p.user_id != user.user_id {
             return Err(TicketError::Invalid.into());

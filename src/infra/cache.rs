@@ -9,13 +9,14 @@
 //! over the network.
 //!
 //! Redis down: readers bypass the cache and read the database (correct, slower); an edit whose
-//! bump fails is bounded by the local time-to-live.
+//! bump fails owes it, and makes it on the first read once Redis answers again (an instance that
+//! restarts meanwhile loses the debt: then the local time-to-live bounds staleness).
 
 use std::{
     hash::Hash,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -26,7 +27,13 @@ use super::{db::WriteTxn, redis::Redis};
 
 pub enum Generation {
     Local(AtomicU64),
-    Redis { redis: Arc<Redis>, key: String },
+    Redis {
+        redis: Arc<Redis>,
+        key: String,
+        /// An edit committed while Redis was unreachable: the bump is made as soon as Redis
+        /// answers again, before anything is read under the old generation.
+        owed: AtomicBool,
+    },
 }
 
 impl Generation {
@@ -36,15 +43,22 @@ impl Generation {
 
     pub fn redis(redis: Arc<Redis>, name: &str) -> Self {
         let key = redis.key(&format!("gen:{name}"));
-        Generation::Redis { redis, key }
+        Generation::Redis { redis, key, owed: AtomicBool::new(false) }
     }
 
     /// The current generation, or `None` when it cannot be known (then do not use the cache).
     pub async fn current(&self) -> Option<u64> {
         match self {
             Generation::Local(n) => Some(n.load(Ordering::Acquire)),
-            Generation::Redis { redis, key } => {
+            Generation::Redis { redis, key, owed } => {
                 let mut conn = redis.conn().await?;
+                if owed.swap(false, Ordering::AcqRel)
+                    && let Err(e) = conn.incr::<_, _, u64>(key, 1).await
+                {
+                    owed.store(true, Ordering::Release);
+                    redis.trip(&e);
+                    return None;
+                }
                 match conn.get::<_, Option<u64>>(key).await {
                     Ok(v) => Some(v.unwrap_or(0)),
                     Err(e) => {
@@ -68,13 +82,15 @@ impl Generation {
             Generation::Local(n) => {
                 n.fetch_add(1, Ordering::AcqRel);
             }
-            Generation::Redis { redis, key } => {
+            Generation::Redis { redis, key, owed } => {
                 let Some(mut conn) = redis.conn().await else {
-                    tracing::error!("cache generation not bumped: redis unavailable; stale reads bounded by the TTL");
+                    tracing::warn!("cache generation bump deferred until redis answers again");
+                    owed.store(true, Ordering::Release);
                     return;
                 };
                 if let Err(e) = conn.incr::<_, _, u64>(key, 1).await {
-                    tracing::error!(error = %e, "cache generation not bumped; stale reads bounded by the TTL");
+                    tracing::warn!(error = %e, "cache generation bump deferred until redis answers again");
+                    owed.store(true, Ordering::Release);
                     redis.trip(&e);
                 }
             }

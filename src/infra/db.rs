@@ -57,13 +57,23 @@ impl WriteTxn {
     }
 
     /// Commits, releases the SQLite writer lock, then runs the registered effects before
-    /// returning, so a client that gets its response can already see what they did.
+    /// returning, so a client that gets its response can already see what they did. They run
+    /// in a task of their own: a request cancelled meanwhile (a timeout, a client that hung
+    /// up) cannot skip the effects of a change that did commit.
     pub async fn commit(self) -> Result<(), DbErr> {
         let WriteTxn { txn, _guard, after_commit } = self;
         txn.commit().await?;
         drop(_guard);
-        for effect in after_commit.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
-            effect.await;
+        let effects = after_commit.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !effects.is_empty() {
+            let run = tokio::spawn(async move {
+                for effect in effects {
+                    effect.await;
+                }
+            });
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "an after-commit effect failed");
+            }
         }
         Ok(())
     }

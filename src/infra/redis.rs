@@ -64,6 +64,11 @@ impl Redis {
         if let Some(c) = slot.as_ref() {
             return Some(c.clone());
         }
+        // Others may have waited here while one connect attempt failed: they skip Redis too
+        // rather than each paying a connect timeout in turn.
+        if !self.is_available() {
+            return None;
+        }
         match ConnectionManager::new_with_config(self.client.clone(), manager_config()).await {
             Ok(c) => {
                 *slot = Some(c.clone());

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::{
     assessments::engine::LearningRules,
     email::{EmailError, EmailService},
-    entities::course,
+    entities::{course, enums::Role, user},
     infra::{db::WriteTxn, realtime::EventBus},
     kernel::{
         context::RequestContext,
@@ -63,12 +63,26 @@ struct Pass<'a> {
     /// (counts) or only activity happened (streaks).
     achievements_due: BTreeMap<Uuid, bool>,
     courses: HashMap<Uuid, Option<course::Model>>,
+    /// Whether a course's instructor is still an active instructor.
+    teaching: HashMap<Uuid, bool>,
 }
 
 impl Pass<'_> {
-    /// The course's instructor, when they are not `user_id`: they watch their students live.
+    /// The course's instructor, when they are not `user_id` and still an active instructor:
+    /// they watch their students live. A demoted or deactivated one sees nothing, exactly as
+    /// the API refuses them the students' progress.
     async fn instructor_besides(&mut self, course_id: Uuid, user_id: Uuid) -> Result<Vec<Uuid>, DbErr> {
-        Ok(self.course(course_id).await?.map(|c| c.instructor_id).filter(|i| *i != user_id).into_iter().collect())
+        let Some(instructor) = self.course(course_id).await?.map(|c| c.instructor_id).filter(|i| *i != user_id) else {
+            return Ok(vec![]);
+        };
+        if !self.teaching.contains_key(&instructor) {
+            let teaches = user::Entity::find_by_id(instructor)
+                .one(&**self.txn)
+                .await?
+                .is_some_and(|u| u.is_active && u.role == Role::Instructor);
+            self.teaching.insert(instructor, teaches);
+        }
+        Ok(if self.teaching[&instructor] { vec![instructor] } else { vec![] })
     }
 
     async fn course(&mut self, course_id: Uuid) -> Result<Option<&course::Model>, DbErr> {
@@ -93,6 +107,7 @@ impl Reactions {
             paths_due: BTreeSet::new(),
             achievements_due: BTreeMap::new(),
             courses: HashMap::new(),
+            teaching: HashMap::new(),
         };
         loop {
             while let Some(fact) = pass.queue.pop_front() {

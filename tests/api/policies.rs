@@ -115,6 +115,20 @@ async fn routes_that_carry_credentials_are_never_replayed() {
     assert_eq!(app.count("SELECT COUNT(*) FROM integration_clients").await, 2);
     let change = json!({"current_password": PASSWORD, "new_password": "another horse battery staple"});
     assert_eq!(twice("/me/password", change).await, StatusCode::UNPROCESSABLE_ENTITY);
+    // A student's launch token is a credential too.
+    let (student, _) = account(&app, "kid@example.com", "student").await;
+    for _ in 0..2 {
+        let res = app
+            .req(Method::POST, "/me/assessments", Some(&student))
+            .header("idempotency-key", "start")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert!(!replayed(&res), "a launch token is never handed out twice");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM assessments").await, 2);
     // Last: the second use of a refresh token ends the session.
     assert_eq!(twice("/auth/refresh", json!({"refresh_token": refresh})).await, StatusCode::UNAUTHORIZED);
 }

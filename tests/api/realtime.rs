@@ -291,6 +291,31 @@ async fn deactivation_and_role_change_drop_live_connections() {
     let _again = ws(&app, &t.token).await;
 }
 
+/// An instructor who is no longer one keeps their courses (they are not deleted with the role),
+/// but no longer watches the students in them: live, exactly as over the API.
+#[tokio::test]
+async fn a_demoted_instructor_no_longer_sees_students_live() {
+    let app = TestApp::spawn().await;
+    let w = world(&app, 1, 2).await;
+    let admin = app.user("admin", "admin").await;
+    let res = app
+        .send_json(
+            Method::PATCH,
+            &format!("/admin/users/{}", w.instructor.id),
+            admin.auth(),
+            json!({"role": "student"}),
+        )
+        .await;
+    expect(res, StatusCode::OK).await;
+    let mut former = ws(&app, &w.instructor.token).await;
+    let mut student = ws(&app, &w.student.token).await;
+    complete(&app, &w, 0).await;
+    expect_event(&mut student, "progress.updated").await;
+    assert!(matches!(next(&mut former, Duration::from_millis(500)).await, Got::Timeout), "nothing for them");
+    let path = format!("/users/{}/progress", w.student.id);
+    problem(app.get(&path, w.instructor.auth()).await, StatusCode::NOT_FOUND).await;
+}
+
 /// Ending sessions (logout-all, a password change, revoking a session, a replayed refresh
 /// token) also ends the user's live connections: a shared computer left signed out must not
 /// keep receiving a child's notifications.
