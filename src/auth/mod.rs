@@ -22,6 +22,7 @@ pub use model::{SessionView, TokenPair, UserView};
 use crate::{
     email::{EmailError, EmailService},
     infra::{db::Db, realtime::EventBus},
+    kernel::{fields::FieldErrors, input::InputError},
 };
 use password::{HashError, Hasher};
 use tokens::TokenKeys;
@@ -29,7 +30,7 @@ use tokens::TokenKeys;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("validation failed")]
-    Validation(Vec<(&'static str, String)>),
+    Validation(#[from] FieldErrors),
     #[error("email already registered")]
     EmailTaken,
     #[error("invalid email or password")]
@@ -46,21 +47,19 @@ pub enum AuthError {
     Busy,
     #[error("the token is invalid, expired or already used")]
     InvalidEmailToken,
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<DbErr> for AuthError {
-    fn from(e: DbErr) -> Self {
-        AuthError::Internal(e.to_string())
-    }
+    #[error("database")]
+    Db(#[from] DbErr),
+    #[error("password hashing")]
+    Hash(#[source] HashError),
+    #[error("email")]
+    Email(#[source] EmailError),
 }
 
 impl From<EmailError> for AuthError {
     fn from(e: EmailError) -> Self {
         match e {
-            EmailError::InvalidAddress => invalid("email", "must be a valid email address"),
-            other => AuthError::Internal(other.to_string()),
+            EmailError::InvalidAddress => invalid("email", InputError::Email.to_string()),
+            other => AuthError::Email(other),
         }
     }
 }
@@ -69,13 +68,13 @@ impl From<HashError> for AuthError {
     fn from(e: HashError) -> Self {
         match e {
             HashError::Busy => AuthError::Busy,
-            HashError::Internal(m) => AuthError::Internal(m),
+            other => AuthError::Hash(other),
         }
     }
 }
 
 fn invalid(field: &'static str, msg: impl Into<String>) -> AuthError {
-    AuthError::Validation(vec![(field, msg.into())])
+    FieldErrors::one(field, msg).into()
 }
 
 pub struct AuthService {

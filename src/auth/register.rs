@@ -11,6 +11,7 @@ use crate::{
     infra::db::is_unique_violation,
     kernel::audit::{self, Event},
     kernel::context::{RequestContext, Role},
+    kernel::fields::FieldErrors,
 };
 
 impl AuthService {
@@ -92,14 +93,14 @@ fn validate_registration(email: &str, password: &str, display_name: &str) -> Res
     }
     match (email, display_name) {
         (Some(email), Some(display_name)) if errors.is_empty() => Ok((email, display_name)),
-        _ => Err(AuthError::Validation(
-            errors
-                .into_iter()
-                .flat_map(|e| match e {
-                    AuthError::Validation(v) => v,
-                    _ => vec![],
-                })
-                .collect(),
-        )),
+        _ => {
+            let mut all = FieldErrors::new();
+            for e in errors {
+                if let AuthError::Validation(v) = e {
+                    all.extend(v);
+                }
+            }
+            Err(all.into())
+        }
     }
 }
