@@ -6,7 +6,7 @@
 
 use axum::http::StatusCode;
 
-use super::ApiError;
+use super::problem::ApiError;
 use crate::{
     achievements::AchievementError,
     admin::AdminError,
