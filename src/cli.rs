@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Err(AuthError::Validation(errors)) => {
-                    let msg: Vec<String> = errors.into_iter().map(|(f, m)| format!("{f} {m}")).collect();
+                    let msg: Vec<String> = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect();
                     bail!("cannot create user: {}", msg.join("; "))
                 }
                 Err(AuthError::EmailTaken) => {

@@ -8,7 +8,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AuthError, AuthService, check_password, normalize_email, tokens};
+use super::{AuthError, AuthService, check_password, parse_email, tokens};
 use crate::{
     email::{Outgoing, Template},
     entities::{email_suppression, email_token, session, user},
@@ -79,12 +79,12 @@ impl AuthService {
     /// message, check the suppression list and write an audit row in a write transaction, so
     /// neither the answer nor its timing tells whether the account exists.
     pub async fn forgot_password(&self, ctx: &RequestContext, email: &str) -> Result<(), AuthError> {
-        let email = normalize_email(email)?;
+        let email = parse_email(email)?;
         let txn = self.db.begin_write().await?;
-        let found = user::Entity::find().filter(user::Column::Email.eq(&email)).one(&*txn).await?;
+        let found = user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(&*txn).await?;
         match found {
             Some(u) if u.is_active => self.send_reset_link(&txn, ctx, &u).await?,
-            _ => self.pretend_reset_link(&txn, ctx, &email).await?,
+            _ => self.pretend_reset_link(&txn, ctx, email.as_str()).await?,
         }
         txn.commit().await?;
         Ok(())

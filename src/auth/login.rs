@@ -9,13 +9,14 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AuthError, AuthService, TokenPair, normalize_email};
+use super::{AuthError, AuthService, TokenPair};
 use crate::{
     email::Template,
     entities::{session, user},
     infra::db::WriteTxn,
     kernel::audit::{self, Event},
     kernel::context::RequestContext,
+    kernel::input::EmailAddress,
 };
 
 const FAILED_LOGIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
@@ -23,11 +24,9 @@ const FAILED_LOGIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 impl AuthService {
     pub async fn login(&self, ctx: &RequestContext, email: &str, password: &str) -> Result<TokenPair, AuthError> {
         // A malformed email gets the same answer as a wrong password: no hint either way.
-        let email = normalize_email(email).unwrap_or_default();
-        let found = if email.is_empty() {
-            None
-        } else {
-            user::Entity::find().filter(user::Column::Email.eq(&email)).one(&self.db.conn).await?
+        let found = match EmailAddress::parse(email) {
+            Ok(email) => user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(&self.db.conn).await?,
+            Err(_) => None,
         };
 
         if let Some(u) = &found

@@ -15,13 +15,16 @@ pub mod tokens;
 use std::time::Duration;
 
 use sea_orm::DbErr;
-use validator::ValidateEmail;
 
 pub use model::{SessionView, TokenPair, UserView};
 
 use crate::{
     email::{EmailError, EmailService},
     infra::{db::Db, realtime::EventBus},
+    kernel::{
+        fields::FieldErrors,
+        input::{EmailAddress, InputError},
+    },
 };
 use password::{HashError, Hasher};
 use tokens::TokenKeys;
@@ -29,7 +32,7 @@ use tokens::TokenKeys;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("validation failed")]
-    Validation(Vec<(&'static str, String)>),
+    Validation(#[from] FieldErrors),
     #[error("email already registered")]
     EmailTaken,
     #[error("invalid email or password")]
@@ -46,21 +49,19 @@ pub enum AuthError {
     Busy,
     #[error("the token is invalid, expired or already used")]
     InvalidEmailToken,
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<DbErr> for AuthError {
-    fn from(e: DbErr) -> Self {
-        AuthError::Internal(e.to_string())
-    }
+    #[error("database")]
+    Db(#[from] DbErr),
+    #[error("password hashing")]
+    Hash(#[source] HashError),
+    #[error("email")]
+    Email(#[source] EmailError),
 }
 
 impl From<EmailError> for AuthError {
     fn from(e: EmailError) -> Self {
         match e {
-            EmailError::InvalidAddress => invalid("email", "must be a valid email address"),
-            other => AuthError::Internal(other.to_string()),
+            EmailError::InvalidAddress => invalid("email", InputError::Email.to_string()),
+            other => AuthError::Email(other),
         }
     }
 }
@@ -69,13 +70,13 @@ impl From<HashError> for AuthError {
     fn from(e: HashError) -> Self {
         match e {
             HashError::Busy => AuthError::Busy,
-            HashError::Internal(m) => AuthError::Internal(m),
+            other => AuthError::Hash(other),
         }
     }
 }
 
 fn invalid(field: &'static str, msg: impl Into<String>) -> AuthError {
-    AuthError::Validation(vec![(field, msg.into())])
+    FieldErrors::one(field, msg).into()
 }
 
 pub struct AuthService {
@@ -90,31 +91,11 @@ pub struct AuthService {
     pub events: EventBus,
 }
 
-/// Emails are compared case-insensitively; we store them trimmed and lower-cased.
-pub fn normalize_email(email: &str) -> Result<String, AuthError> {
-    let e = email.trim().to_lowercase();
-    if e.len() > 254 || !e.validate_email() {
-        return Err(invalid("email", "must be a valid email address"));
-    }
-    // CR/LF can never be in a valid address, but this value later reaches mail headers.
-    if e.chars().any(char::is_control) {
-        return Err(invalid("email", "must be a valid email address"));
-    }
-    Ok(e)
-}
-
-pub fn validate_display_name(name: &str) -> Result<String, AuthError> {
-    let n = name.trim();
-    let chars = n.chars().count();
-    if chars == 0 || chars > 100 {
-        return Err(invalid("display_name", "must be 1 to 100 characters"));
-    }
-    if n.chars().any(char::is_control) {
-        return Err(invalid("display_name", "must not contain control characters"));
-    }
-    Ok(n.to_string())
-}
-
 fn check_password(field: &'static str, password: &str, email: &str) -> Result<(), AuthError> {
     password::check_strength(password, email).map_err(|m| invalid(field, m))
+}
+
+/// The address of a request's `email` field, or the 422 naming it.
+pub fn parse_email(email: &str) -> Result<EmailAddress, AuthError> {
+    EmailAddress::parse(email).map_err(|e| invalid("email", e.to_string()))
 }

@@ -53,8 +53,10 @@ pub enum HashError {
     /// Too many hashes already running; the caller should answer 503 with Retry-After.
     #[error("password hashing is saturated")]
     Busy,
-    #[error("password hashing failed: {0}")]
-    Internal(String),
+    #[error("the blocking task running bcrypt failed")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("bcrypt")]
+    Bcrypt(#[from] bcrypt::BcryptError),
 }
 
 /// Runs bcrypt on the blocking pool with a bound on how many run at once, so that a login storm
@@ -93,14 +95,13 @@ impl Hasher {
             f()
         })
         .await
-        .map_err(|e| HashError::Internal(e.to_string()))
+        .map_err(HashError::from)
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let pre = prehash(password);
         let cost = self.cost;
-        let hashed =
-            self.run(move || bcrypt::hash(pre, cost)).await?.map_err(|e| HashError::Internal(e.to_string()))?;
+        let hashed = self.run(move || bcrypt::hash(pre, cost)).await??;
         Ok(format!("{SCHEME}{hashed}"))
     }
 

@@ -9,11 +9,12 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use super::{AuthError, AuthService, UserView, check_password, invalid, validate_display_name};
+use super::{AuthError, AuthService, UserView, check_password, invalid};
 use crate::{
     entities::{session, user},
     kernel::audit::{self, Event},
     kernel::context::{Principal, RequestContext},
+    kernel::input::DisplayName,
 };
 
 impl AuthService {
@@ -33,7 +34,7 @@ impl AuthService {
         let Some(name) = display_name else {
             return Ok(UserView::from(&u));
         };
-        let name = validate_display_name(name)?;
+        let name = DisplayName::parse(name).map_err(|e| invalid("display_name", e.to_string()))?.into_inner();
         if name == u.display_name {
             return Ok(UserView::from(&u));
         }

@@ -5,12 +5,14 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AuthError, AuthService, TokenPair, UserView, check_password, normalize_email, validate_display_name};
+use super::{AuthError, AuthService, TokenPair, UserView, check_password, parse_email, password};
 use crate::{
     entities::user,
     infra::db::is_unique_violation,
     kernel::audit::{self, Event},
     kernel::context::{RequestContext, Role},
+    kernel::fields::FieldErrors,
+    kernel::input::{DisplayName, EmailAddress},
 };
 
 impl AuthService {
@@ -24,7 +26,7 @@ impl AuthService {
         let (email, display_name) = validate_registration(email, password, display_name)?;
         let hash = self.hasher.hash(password).await?;
         let txn = self.db.begin_write().await?;
-        let user = self.insert_user(&*txn, &email, &display_name, hash, Role::Student).await?;
+        let user = self.insert_user(&*txn, email.as_str(), display_name.as_str(), hash, Role::Student).await?;
         let pair = self.start_session(&*txn, ctx, &user).await?;
         // Same transaction as the user row: the account and its welcome mail exist together.
         self.enqueue_verification(&txn, &user).await?;
@@ -35,12 +37,13 @@ impl AuthService {
 
     /// For operators (`cifix create-user`): any role, same validation as registration.
     pub async fn create_user(&self, email: &str, password: &str, role: Role) -> Result<UserView, AuthError> {
-        let email = normalize_email(email)?;
-        check_password("password", password, &email)?;
-        let display_name = email.split('@').next().unwrap_or("user").chars().take(100).collect::<String>();
+        let email = parse_email(email)?;
+        check_password("password", password, email.as_str())?;
+        let display_name =
+            email.as_str().split('@').next().unwrap_or("user").chars().take(DisplayName::MAX).collect::<String>();
         let hash = self.hasher.hash(password).await?;
         let txn = self.db.begin_write().await?;
-        let user = self.insert_user(&*txn, &email, &display_name, hash, role).await?;
+        let user = self.insert_user(&*txn, email.as_str(), &display_name, hash, role).await?;
         let ctx = RequestContext { user_agent: Some("cifix create-user".into()), ..Default::default() };
         audit::record(
             &*txn,
@@ -81,25 +84,20 @@ impl AuthService {
     }
 }
 
-/// Checks every field and reports all that are wrong at once; returns the normalised email
-/// and display name.
-fn validate_registration(email: &str, password: &str, display_name: &str) -> Result<(String, String), AuthError> {
-    let mut errors = Vec::new();
-    let email = normalize_email(email).map_err(|e| errors.push(e)).ok();
-    let display_name = validate_display_name(display_name).map_err(|e| errors.push(e)).ok();
-    if let Err(e) = check_password("password", password, email.as_deref().unwrap_or_default()) {
-        errors.push(e);
-    }
+/// Checks every field and reports all that are wrong at once.
+fn validate_registration(
+    email: &str,
+    password: &str,
+    display_name: &str,
+) -> Result<(EmailAddress, DisplayName), FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let email = errors.check("email", EmailAddress::parse(email));
+    let display_name = errors.check("display_name", DisplayName::parse(display_name));
+    // An unusable address still lets the password be judged, so one answer names every field.
+    let local = email.as_ref().map_or("", EmailAddress::as_str);
+    errors.check("password", password::check_strength(password, local));
     match (email, display_name) {
         (Some(email), Some(display_name)) if errors.is_empty() => Ok((email, display_name)),
-        _ => Err(AuthError::Validation(
-            errors
-                .into_iter()
-                .flat_map(|e| match e {
-                    AuthError::Validation(v) => v,
-                    _ => vec![],
-                })
-                .collect(),
-        )),
+        _ => Err(errors),
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, SimpleExpr},
 };
 use serde_json::json;
@@ -194,16 +194,11 @@ impl AuthService {
     }
 
     pub async fn list_sessions(&self, p: &Principal, page: PageRequest) -> Result<Page<SessionView>, AuthError> {
-        let mut q = session::Entity::find()
+        let live = session::Entity::find()
             .filter(session::Column::UserId.eq(p.user_id))
             .filter(session::Column::RevokedAt.is_null())
-            .filter(session::Column::ExpiresAt.gt(Utc::now()))
-            .order_by_desc(session::Column::Id)
-            .limit(page.limit + 1);
-        if let Some(after) = page.after {
-            q = q.filter(session::Column::Id.lt(after));
-        }
-        let rows = q.all(&self.db.conn).await?;
+            .filter(session::Column::ExpiresAt.gt(Utc::now()));
+        let rows = page.newest_first(live, session::Column::Id).all(&self.db.conn).await?;
         let views = rows
             .into_iter()
             .map(|s| SessionView {

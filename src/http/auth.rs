@@ -90,7 +90,7 @@ async fn forgot_password(
     if d.allowed {
         s.auth.forgot_password(&ctx, &b.email).await?;
     } else {
-        crate::auth::normalize_email(&b.email)?;
+        crate::auth::parse_email(&b.email)?;
     }
     Ok(StatusCode::ACCEPTED)
 }

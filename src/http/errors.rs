@@ -6,7 +6,7 @@
 
 use axum::http::StatusCode;
 
-use super::ApiError;
+use super::problem::ApiError;
 use crate::{
     achievements::AchievementError,
     admin::AdminError,
@@ -15,7 +15,7 @@ use crate::{
     catalog::CatalogError,
     email::EmailError,
     infra::realtime::TooManyConnections,
-    kernel::fields::{FieldError, FieldErrors},
+    kernel::fields::FieldErrors,
     notifications::{NotificationError, live::TicketError},
     progress::ProgressError,
 };
@@ -130,9 +130,7 @@ impl From<EmailError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Validation(v) => {
-                ApiError::validation(v.into_iter().map(|(f, m)| FieldError::new(f, m)).collect())
-            }
+            AuthError::Validation(v) => v.into(),
             AuthError::EmailTaken => {
                 ApiError::new(StatusCode::CONFLICT, "email-taken", "this email is already registered")
             }
@@ -154,8 +152,7 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidEmailToken => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-token", "the link is invalid, expired or already used")
             }
-            // The auth domain keeps only the message of its internal failures for now.
-            AuthError::Internal(m) => ApiError::internal(m),
+            AuthError::Db(_) | AuthError::Hash(_) | AuthError::Email(_) => ApiError::internal_error(e),
         }
     }
 }

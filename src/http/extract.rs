@@ -118,11 +118,6 @@ pub fn page_request(limit: Option<u64>, cursor: Option<&str>) -> Result<PageRequ
     PageRequest::parse(limit, cursor).map_err(|(f, e)| ApiError::field(f, e.to_string()))
 }
 
-/// An id from the path. A malformed id names nothing that exists: 404, like an unknown one.
-pub fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found())
-}
-
 /// The request's id, client IP and user agent, set by the context middleware.
 pub struct Ctx(pub RequestContext);
 

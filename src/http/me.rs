@@ -1,18 +1,14 @@
 //! `/me*`: the signed-in user's account and sessions.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_id},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams},
     policy,
-    problem::{ApiResult, Problem},
+    problem::{ApiResult, PathId, Problem},
 };
 use crate::{
     auth::{SessionView, UserView},
@@ -122,15 +118,14 @@ async fn list_sessions(
 }
 
 /// End one of the user's sessions.
-#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "account", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "account", params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn revoke_session(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
-    let id = parse_id(&id)?;
     s.auth.revoke_session(&ctx, &auth.0, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use axum::{
 };
 use uuid::Uuid;
 
-use super::ApiError;
+use super::problem::ApiError;
 
 pub struct PathId(pub Uuid);
 

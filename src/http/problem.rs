@@ -9,13 +9,8 @@ use serde::Serialize;
 
 pub use crate::kernel::fields::FieldError;
 
-// Declared here rather than in `http/mod.rs`, which is being reorganised elsewhere; they are
-// siblings of this file all the same.
-#[path = "errors.rs"]
-mod errors;
-#[path = "path_id.rs"]
-mod path_id;
-pub use path_id::PathId;
+// Handlers take their error types and the path-id extractor from this one place.
+pub use super::path_id::PathId;
 
 tokio::task_local! {
     /// The current request's id, so that an error built deep in a handler can carry it.
