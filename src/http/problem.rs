@@ -88,14 +88,27 @@ impl ApiError {
         e.retry_after = Some(retry_after.max(1));
         e
     }
-    /// A 500 for `cause`, whose chain of sources is logged when the response is rendered.
+    /// A 500 for `cause`, whose chain of sources is logged when the response is rendered. When
+    /// the cause is that the database cannot be reached, a 503 with `Retry-After` instead: the
+    /// request changed nothing and a retry in a moment may succeed.
     pub fn internal_error(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        let mut e = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an internal error occurred; quote the request id when reporting it",
-        );
-        e.cause = Some(cause.into());
+        let cause = cause.into();
+        let mut e = if database_unreachable(cause.as_ref()) {
+            let mut e = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "the service cannot reach its database right now; retry shortly",
+            );
+            e.retry_after = Some(1);
+            e
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; quote the request id when reporting it",
+            )
+        };
+        e.cause = Some(cause);
         e
     }
 
@@ -143,3 +156,17 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Whether an error, or any of its causes, is a failure to get or keep a database connection.
+fn database_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(db) = err.downcast_ref::<sea_orm::DbErr>()
+            && matches!(db, sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_))
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}

@@ -342,8 +342,9 @@ async fn with_redis_down_requests_are_served_and_still_limited_per_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_is_503_while_the_database_is_unreachable() {
+async fn readiness_and_requests_are_503_while_the_database_is_unreachable() {
     let app = TestApp::spawn_on_postgres().await;
+    let student = app.user("kid", "student").await;
     assert_eq!(app.get("/health/ready", None).await.status(), StatusCode::OK);
     let db_name = app.env["DATABASE_URL"].rsplit('/').next().unwrap().to_string();
     let admin = sea_orm::Database::connect(format!("{}/postgres", pg_base())).await.unwrap();
@@ -358,6 +359,11 @@ async fn readiness_is_503_while_the_database_is_unreachable() {
     let res = app.get("/health/ready", None).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.get("/health/live", None).await.status(), StatusCode::OK, "the process itself is alive");
+    // A request that needs the database hears at once that it may retry, not a bare 500.
+    let res = app.get("/me", student.auth()).await;
+    assert_eq!(res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()).as_deref(), Some("1"));
+    let body = problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(body["type"], "urn:cifix:problem:database-unavailable");
     admin.execute_unprepared(&format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS true")).await.unwrap();
     let mut back = false;
     for _ in 0..50 {
