@@ -4,76 +4,14 @@
 use std::{
     collections::HashMap,
     io::Write,
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
+use crate::support::process::{Server, command, sigterm};
 use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cifix");
-
-fn command(env: &HashMap<String, String>) -> Command {
-    let mut c = Command::new(BIN);
-    // Only what the test sets: no developer's .env or shell variables leak in.
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .current_dir(env["CIFIX_DATA_DIR"].clone());
-    c
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    log_path: std::path::PathBuf,
-}
-
-impl Server {
-    async fn start(env: &HashMap<String, String>, name: &str) -> Server {
-        let port = free_port();
-        let mut env = env.clone();
-        env.insert("CIFIX_BIND".into(), format!("127.0.0.1:{port}"));
-        let log_path = std::path::Path::new(&env["CIFIX_DATA_DIR"]).join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = command(&env).arg("serve").stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        // Owned by `Server` from here on, so its Drop reaps the process even if we panic below.
-        let server = Server { child, base: format!("http://127.0.0.1:{port}"), log_path };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(r) = client.get(format!("{}/health/ready", server.base)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("cifix did not become ready: {}", server.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe_kill(self.child.id());
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// SIGTERM, as an orchestrator sends it.
-fn unsafe_kill(pid: u32) {
-    let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
-    assert!(status.success());
-}
 
 /// A data directory and the environment for a `cifix` process. Bind the result before starting
 /// any process, so that the processes are stopped before it removes their database.
@@ -397,7 +335,7 @@ async fn sigterm_first_turns_readiness_off_while_still_serving() {
     env.insert("CIFIX_SHUTDOWN_DELAY_SECS".into(), "3".into());
     let mut server = Server::start(&env, "delay").await;
     let base = server.base.clone();
-    unsafe_kill(server.child.id());
+    sigterm(server.child.id());
     let client = reqwest::Client::new();
     let mut saw_draining = false;
     for _ in 0..40 {

@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod live;
+pub mod process;
 pub mod smtp;
 
 use std::{collections::HashMap, time::Duration};
