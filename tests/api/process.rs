@@ -1,12 +1,7 @@
 //! Tests of the `cifix` binary itself: CLI commands, configuration errors, graceful shutdown,
 //! secrets never reaching logs, and several processes sharing one rate-limit budget.
 
-use std::{
-    collections::HashMap,
-    io::Write,
-    process::Stdio,
-    time::Duration,
-};
+use std::{collections::HashMap, io::Write, process::Stdio, time::Duration};
 
 use crate::support::process::{Server, command, sigterm};
 use crate::support::*;

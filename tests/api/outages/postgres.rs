@@ -52,7 +52,10 @@ impl PrivatePostgres {
         }
         let pg = PrivatePostgres { port: free_port(), bin: pg_bin(), as_postgres, dir };
         let data = pg.data();
-        pg.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"]);
+        pg.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
+        );
         pg.resume();
         pg
     }
@@ -199,7 +202,8 @@ async fn a_postgres_outage_and_a_restart_under_write_load_answer_503_then_recove
         probes_2.requests,
     );
     assert_eq!(ready_during, StatusCode::SERVICE_UNAVAILABLE, "not ready while the database is down");
-    let examples: Vec<String> = tally.examples.iter().chain(&probes_1.examples).chain(&probes_2.examples).cloned().collect();
+    let examples: Vec<String> =
+        tally.examples.iter().chain(&probes_1.examples).chain(&probes_2.examples).cloned().collect();
     assert_eq!(tally.failed + probes_1.failed + probes_2.failed, 0, "only 2xx or 503 + Retry-After: {examples:?}");
     assert!(tally.unavailable > 0, "the load met the outage: {tally:?}");
     tally.add(probes_1);

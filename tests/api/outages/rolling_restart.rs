@@ -25,10 +25,8 @@ impl Haproxy {
     async fn start(backends: &[(&str, u16)]) -> Haproxy {
         let dir = tempfile::tempdir().unwrap();
         let (port, stats_port) = (free_port(), free_port());
-        let servers: String = backends
-            .iter()
-            .map(|(name, p)| format!("    server {name} 127.0.0.1:{p} check\n"))
-            .collect();
+        let servers: String =
+            backends.iter().map(|(name, p)| format!("    server {name} 127.0.0.1:{p} check\n")).collect();
         // No retries, no redispatch, no retry-on: a request sent to a replica that cannot
         // answer it reaches the client as an error, so the test sees every one.
         let config = format!(
