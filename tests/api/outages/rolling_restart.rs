@@ -31,7 +31,7 @@ impl Haproxy {
         // answer it reaches the client as an error, so the test sees every one.
         let config = format!(
             "global\n    maxconn 512\n\
-             defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 0\n    no option redispatch\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    timeout check 1s\n    retries 0\n    no option redispatch\n\
              frontend api\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
              frontend stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n\
              backend replicas\n    balance roundrobin\n    option httpchk GET /health/ready\n    http-check expect status 200\n    default-server inter 200ms fall 1 rise 2\n{servers}"
