@@ -157,14 +157,32 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// Whether an error, or any of its causes, is a failure to get or keep a database connection.
+/// Whether an error, or any of its causes, is a failure to get or keep a database connection:
+/// no connection to be had, or a statement cut off because the server went away (shut down,
+/// restarted, the connection broke). Retrying such a request is safe here: writes are
+/// idempotent (natural keys, event ids, monotonic progress), also the rare one whose commit
+/// reached the server before the connection broke.
 fn database_unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
     let mut next = Some(e);
     while let Some(err) = next {
-        if let Some(db) = err.downcast_ref::<sea_orm::DbErr>()
-            && matches!(db, sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_))
-        {
-            return true;
+        match err.downcast_ref::<DbErr>() {
+            Some(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) => return true,
+            Some(DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e))) => {
+                let cut_off = match e.as_ref() {
+                    sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut => true,
+                    // Class 08 is a connection exception; 57P01..57P03 the server shutting
+                    // down, crashed or not yet accepting connections.
+                    sqlx::Error::Database(db) => db
+                        .code()
+                        .is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+                    _ => false,
+                };
+                if cut_off {
+                    return true;
+                }
+            }
+            _ => {}
         }
         next = err.source();
     }
