@@ -201,23 +201,7 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
-    use super::*;
-
-    fn event(user_id: Uuid) -> BusMessage {
-        BusMessage::Event {
-            user_id,
-            also_to: vec![],
-            event: RealtimeEvent {
-                id: Uuid::now_v7(),
-                user_id,
-                kind: "progress.updated".into(),
-                data: serde_json::Value::Null,
-                created_at: Utc::now(),
-            },
-        }
-    }
+    use super::{super::tests::event, *};
 
     #[test]
     fn a_client_that_never_reads_is_dropped_without_slowing_others() {

@@ -227,7 +227,8 @@ async fn run_subscriber(
 mod tests {
     use super::*;
 
-    fn event(user_id: Uuid) -> BusMessage {
+    /// A live-only event for `user_id`, as the bus carries it.
+    pub(super) fn event(user_id: Uuid) -> BusMessage {
         BusMessage::Event {
             user_id,
             also_to: vec![],
