@@ -52,6 +52,27 @@ impl AuthService {
         Ok(())
     }
 
+    /// Queues `template` to the account's own address, whatever its preferences: these are
+    /// the security mails that carry a link.
+    async fn mail_account(
+        &self,
+        txn: &WriteTxn,
+        u: &user::Model,
+        template: Template,
+        vars: serde_json::Value,
+    ) -> Result<(), AuthError> {
+        let to = Outgoing {
+            to: &u.email,
+            to_name: Some(&u.display_name),
+            user_id: Some(u.id),
+            template,
+            vars,
+            dedup_key: None,
+        };
+        self.email.enqueue(txn, to).await?;
+        Ok(())
+    }
+
     /// Queues the verification email with a new link, in the caller's transaction.
     pub(super) async fn enqueue_verification(&self, txn: &WriteTxn, u: &user::Model) -> Result<(), AuthError> {
         let token = self.issue_email_token(&**txn, u.id, PURPOSE_VERIFY, VERIFY_TTL).await?;
@@ -59,19 +80,7 @@ impl AuthService {
             "verify_url": self.email.link(&format!("/verify-email?token={token}")),
             "expires_hours": VERIFY_TTL.num_hours(),
         });
-        self.email
-            .enqueue(
-                txn,
-                Outgoing {
-                    to: &u.email,
-                    to_name: Some(&u.display_name),
-                    user_id: Some(u.id),
-                    template: Template::VerifyEmail,
-                    vars,
-                    dedup_key: None,
-                },
-            )
-            .await?;
+        self.mail_account(txn, u, Template::VerifyEmail, vars).await?;
         Ok(())
     }
 
@@ -96,19 +105,7 @@ impl AuthService {
             "reset_url": self.email.link(&format!("/reset-password?token={token}")),
             "expires_minutes": RESET_TTL.num_minutes(),
         });
-        self.email
-            .enqueue(
-                txn,
-                Outgoing {
-                    to: &u.email,
-                    to_name: Some(&u.display_name),
-                    user_id: Some(u.id),
-                    template: Template::PasswordReset,
-                    vars,
-                    dedup_key: None,
-                },
-            )
-            .await?;
+        self.mail_account(txn, u, Template::PasswordReset, vars).await?;
         audit::record(&**txn, ctx, Event::new("auth.password_reset_requested", None).target("user", u.id)).await?;
         Ok(())
     }
