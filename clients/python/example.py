@@ -11,7 +11,7 @@ import uuid
 from cifix_client import CifixClient, CifixError
 
 
-def main():
+def main() -> int:
     launch_token = sys.argv[1]
     client = CifixClient(os.environ["CIFIX_URL"], os.environ["CIFIX_CLIENT_ID"], os.environ["CIFIX_CLIENT_SECRET"])
     who = client.launch(launch_token)

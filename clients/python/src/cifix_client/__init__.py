@@ -12,36 +12,87 @@ Retries are safe: results are idempotent by ``external_id`` (a repeat of the sam
 200 and changes nothing), and each attempt is signed afresh with a new nonce and timestamp.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import json
 import secrets
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
+from email.message import Message
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, Union, cast
 
-__all__ = ["CifixClient", "CifixError", "sign"]
+__all__ = [
+    "Assessment",
+    "CifixClient",
+    "CifixError",
+    "LaunchInfo",
+    "SkillScore",
+    "sign",
+    "LAUNCH_PATH",
+    "RESULTS_PATH",
+]
+__version__ = "1.1.0"
 
 RESULTS_PATH = "/api/v1/integrations/assessments/results"
 LAUNCH_PATH = "/api/v1/integrations/assessments/launch"
+_PROBLEM_PREFIX = "urn:cifix:problem:"
+
+
+class SkillScore(TypedDict):
+    skill: str
+    score: float
+
+
+class LaunchInfo(TypedDict):
+    """Who is being assessed. ``status`` is "pending", "completed" or "expired"."""
+
+    assessment_id: str
+    user_id: str
+    display_name: str
+    status: str
+    expires_at: str
+
+
+class Assessment(TypedDict):
+    id: str
+    user_id: str
+    status: str
+    overall_score: Optional[float]
+    skills: List[SkillScore]
+    completed_at: Optional[str]
+    created_at: str
+    expires_at: str
+    external_id: Optional[str]
+
+
+Skills = Union[Mapping[str, float], Sequence[SkillScore]]
 
 
 class CifixError(Exception):
-    """A response the caller must act on. ``problem`` is the RFC 9457 body when there is one."""
+    """A response the caller must act on. ``problem`` is the RFC 9457 body when there is one;
+    ``status`` is 0 when the server could not be reached at all."""
 
-    def __init__(self, status, problem):
+    def __init__(self, status: int, problem: Optional[Dict[str, Any]]) -> None:
         self.status = status
-        self.problem = problem or {}
+        self.problem: Dict[str, Any] = problem or {}
         super().__init__("HTTP %s: %s" % (status, self.problem.get("detail") or self.problem))
 
+    @property
+    def code(self) -> Optional[str]:
+        """The problem's slug, e.g. "assessment-expired" for ``urn:cifix:problem:assessment-expired``."""
+        kind = self.problem.get("type")
+        if isinstance(kind, str) and kind.startswith(_PROBLEM_PREFIX):
+            return kind[len(_PROBLEM_PREFIX):]
+        return None
 
-def sign(client_secret, timestamp, nonce, method, path, body):
+
+def sign(client_secret: str, timestamp: Union[int, str], nonce: str, method: str, path: str, body: bytes) -> str:
     """Returns the X-Cifix-Signature value for one request."""
     key = hashlib.sha256(client_secret.encode("utf-8")).digest()
-    message = "\n".join(
-        [str(timestamp), nonce, method.upper(), path, hashlib.sha256(body).hexdigest()]
-    )
+    message = "\n".join([str(timestamp), nonce, method.upper(), path, hashlib.sha256(body).hexdigest()])
     return "v1=" + hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
@@ -50,7 +101,16 @@ class CifixClient:
     # (bad input, conflicts, auth) will not change on a retry.
     RETRY_STATUSES = (429, 500, 502, 503, 504)
 
-    def __init__(self, base_url, client_id, client_secret, timeout=10.0, retries=4, backoff=0.5, sleep=time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self.client_secret = client_secret
@@ -59,7 +119,7 @@ class CifixClient:
         self.backoff = backoff
         self._sleep = sleep
 
-    def _send_once(self, method, path, body):
+    def _send_once(self, method: str, path: str, body: bytes) -> Tuple[int, Any, Message]:
         timestamp = str(int(time.time()))
         nonce = secrets.token_hex(16)
         headers = {
@@ -82,46 +142,58 @@ class CifixClient:
                 problem = {"detail": raw.decode("utf-8", "replace")}
             return e.code, problem, e.headers
 
-    def request(self, method, path, payload):
+    def request(self, method: str, path: str, payload: Any) -> Tuple[int, Any]:
         """Signs and sends; retries network errors and 429/5xx with exponential backoff (and
         Retry-After when given). Returns (status, body); raises CifixError otherwise."""
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         attempt = 0
         while True:
+            status: Optional[int] = None
+            data: Any = None
+            retry_after: Optional[str] = None
             try:
                 status, data, headers = self._send_once(method, path, body)
+                retry_after = headers.get("Retry-After")
             except (urllib.error.URLError, OSError) as e:
                 if attempt >= self.retries:
-                    raise CifixError(0, {"detail": "network error: %s" % e})
-                status, data, headers = None, None, {}
+                    raise CifixError(0, {"detail": "network error: %s" % e}) from e
             if status is not None and status < 300:
                 return status, data
             if status is not None and status not in self.RETRY_STATUSES:
                 raise CifixError(status, data)
             if attempt >= self.retries:
                 raise CifixError(status or 0, data)
-            delay = self.backoff * (2 ** attempt)
-            retry_after = headers.get("Retry-After") if headers else None
+            delay = self.backoff * (2**attempt)
             if retry_after and retry_after.isdigit():
                 delay = max(delay, int(retry_after))
             self._sleep(delay)
             attempt += 1
 
-    def launch(self, launch_token):
+    def launch(self, launch_token: str) -> LaunchInfo:
         """Who is being assessed: {assessment_id, user_id, display_name, status, expires_at}."""
-        return self.request("POST", LAUNCH_PATH, {"launch_token": launch_token})[1]
+        return cast(LaunchInfo, self.request("POST", LAUNCH_PATH, {"launch_token": launch_token})[1])
 
-    def post_results(self, external_id, overall_score, skills, completed_at=None, assessment_id=None,
-                     launch_token=None, details=None):
+    def post_results(
+        self,
+        external_id: str,
+        overall_score: float,
+        skills: Skills,
+        completed_at: Optional[str] = None,
+        assessment_id: Optional[str] = None,
+        launch_token: Optional[str] = None,
+        details: Any = None,
+    ) -> Tuple[bool, Assessment]:
         """Posts results. ``skills`` is a dict {skill: score} or a list of {skill, score}.
         Returns (created, assessment): created is False for a repeat of the same external_id."""
-        if isinstance(skills, dict):
-            skills = [{"skill": k, "score": v} for k, v in sorted(skills.items())]
-        payload = {
+        if isinstance(skills, Mapping):
+            skill_list: List[Any] = [{"skill": k, "score": v} for k, v in sorted(skills.items())]
+        else:
+            skill_list = list(skills)
+        payload: Dict[str, Any] = {
             "external_id": external_id,
             "completed_at": completed_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "overall_score": overall_score,
-            "skills": skills,
+            "skills": skill_list,
         }
         if assessment_id:
             payload["assessment_id"] = assessment_id
@@ -130,4 +202,4 @@ class CifixClient:
         if details is not None:
             payload["details"] = details
         status, data = self.request("POST", RESULTS_PATH, payload)
-        return status == 201, data
+        return status == 201, cast(Assessment, data)
