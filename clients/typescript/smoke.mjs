@@ -1,0 +1,20 @@
+// Runs usage.ts's `tour` (compiled next to this file by .ci/clients-test.sh) against a live
+// server, so the generated client is proven on real answers, not only by the type checker.
+// Environment: CIFIX_URL and a student's CIFIX_STUDENT_EMAIL / CIFIX_STUDENT_PASSWORD.
+import assert from "node:assert/strict";
+import { tour } from "./usage.js";
+
+const { CIFIX_URL, CIFIX_STUDENT_EMAIL, CIFIX_STUDENT_PASSWORD } = process.env;
+for (const [name, value] of Object.entries({ CIFIX_URL, CIFIX_STUDENT_EMAIL, CIFIX_STUDENT_PASSWORD })) {
+  assert.ok(value, `${name} is not set`);
+}
+const { courses, progress, dashboard } = await tour(CIFIX_URL, CIFIX_STUDENT_EMAIL, CIFIX_STUDENT_PASSWORD);
+
+assert.ok(courses.length >= 1 && courses.length <= 10, `limit=10 gave ${courses.length} courses`);
+assert.equal(progress.lesson.status, "completed");
+assert.ok(progress.course.percent > 0, `course percent ${progress.course.percent}`);
+const enrolled = dashboard.enrollments_progress.find((p) => p.course_id === progress.course.course_id);
+assert.ok(enrolled, "the dashboard lists the course just started");
+assert.equal(enrolled.completed_lessons, 1);
+assert.equal(dashboard.streak_days, 1);
+console.log(`typescript client: ${courses.length} courses, ${progress.course.percent}% of ${courses[0].slug}, streak ${dashboard.streak_days}`);
