@@ -47,7 +47,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Openapi = command {
-        println!("{}", crate::http::openapi().to_pretty_json()?);
+        println!("{}", serde_json::to_string_pretty(&crate::http::openapi())?);
         return Ok(());
     }
     // `?` on ConfigError prints exactly one line that names the variable.

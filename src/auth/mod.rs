@@ -43,6 +43,8 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error("not authenticated")]
     Unauthenticated,
+    #[error("the access token expired")]
+    AccessTokenExpired,
     #[error("not found")]
     NotFound,
     #[error("password hashing is saturated")]

@@ -11,7 +11,10 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AuthError, AuthService, SessionView, TokenPair, UserView, tokens};
+use super::{
+    AuthError, AuthService, SessionView, TokenPair, UserView,
+    tokens::{self, InvalidToken},
+};
 use crate::{
     entities::{refresh_token, session, user},
     infra::db::WriteTxn,
@@ -175,7 +178,10 @@ impl AuthService {
     /// Establishes who is calling from an access token. The session and user rows are read on
     /// every request, so revocation, deactivation and role changes apply at once.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims = self.keys.verify(token).map_err(|_| AuthError::Unauthenticated)?;
+        let claims = self.keys.verify(token).map_err(|e| match e {
+            InvalidToken::Expired => AuthError::AccessTokenExpired,
+            InvalidToken::Invalid => AuthError::Unauthenticated,
+        })?;
         // One query for both rows: this runs on every authenticated request.
         let (session, user) = session::Entity::find_by_id(claims.sid)
             .find_also_related(user::Entity)

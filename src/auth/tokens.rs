@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode, errors::ErrorKind,
+};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -53,9 +55,15 @@ pub struct TokenKeys {
     pub access_ttl: Duration,
 }
 
+/// Why an access token was refused. Only a token whose signature and claims are ours can be
+/// `Expired`, so a client told so knows that refreshing will help.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid access token")]
-pub struct InvalidToken;
+pub enum InvalidToken {
+    #[error("the access token expired")]
+    Expired,
+    #[error("the access token is invalid")]
+    Invalid,
+}
 
 impl TokenKeys {
     pub fn new(current: &[u8], previous: &[Vec<u8>], issuer: &str, audience: &str, access_ttl: Duration) -> TokenKeys {
@@ -86,13 +94,13 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, InvalidToken> {
-        let header = decode_header(token).map_err(|_| InvalidToken)?;
+        let header = decode_header(token).map_err(|_| InvalidToken::Invalid)?;
         if header.alg != ALG {
-            return Err(InvalidToken);
+            return Err(InvalidToken::Invalid);
         }
         // Keys come from configuration only; the kid merely selects among them.
-        let kid = header.kid.ok_or(InvalidToken)?;
-        let key = std::iter::once(&self.current).chain(&self.previous).find(|k| k.kid == kid).ok_or(InvalidToken)?;
+        let kid = header.kid.ok_or(InvalidToken::Invalid)?;
+        let key = std::iter::once(&self.current).chain(&self.previous).find(|k| k.kid == kid).ok_or(InvalidToken::Invalid)?;
         let mut v = Validation::new(ALG);
         v.leeway = LEEWAY_SECS;
         v.validate_exp = true;
@@ -100,7 +108,10 @@ impl TokenKeys {
         v.set_audience(&[&self.audience]);
         v.set_issuer(&[&self.issuer]);
         v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
-        decode::<Claims>(token, &key.decoding, &v).map(|d| d.claims).map_err(|_| InvalidToken)
+        decode::<Claims>(token, &key.decoding, &v).map(|d| d.claims).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => InvalidToken::Expired,
+            _ => InvalidToken::Invalid,
+        })
     }
 }
 
@@ -131,9 +142,36 @@ mod tests {
         let new = [2u8; 32];
         let token = keys(&old).issue(Uuid::now_v7(), Uuid::now_v7(), Role::Student);
         assert!(keys(&old).verify(&token).is_ok());
-        assert_eq!(keys(&new).verify(&token).unwrap_err(), InvalidToken, "unknown key");
+        assert_eq!(keys(&new).verify(&token).unwrap_err(), InvalidToken::Invalid, "unknown key");
         let rotated = TokenKeys::new(&new, &[old.to_vec()], "cifix", "cifix-api", Duration::from_secs(900));
         assert!(rotated.verify(&token).is_ok(), "the previous key is still accepted");
+    }
+
+    /// A token naming the key of `kid_secret`, signed with `signing_secret`, that expired two
+    /// minutes ago (past the leeway).
+    fn expired_token(kid_secret: &[u8], signing_secret: &[u8]) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: "cifix".into(),
+            aud: "cifix-api".into(),
+            sub: Uuid::now_v7(),
+            sid: Uuid::now_v7(),
+            role: Role::Student,
+            iat: now - 1000,
+            nbf: now - 1000,
+            exp: now - 120,
+        };
+        let mut header = Header::new(ALG);
+        header.kid = Some(Key::new(kid_secret).kid);
+        encode(&header, &claims, &Key::new(signing_secret).encoding).unwrap()
+    }
+
+    #[test]
+    fn only_a_genuine_token_is_told_it_expired() {
+        let secret = [3u8; 32];
+        assert_eq!(keys(&secret).verify(&expired_token(&secret, &secret)).unwrap_err(), InvalidToken::Expired);
+        let forged = expired_token(&secret, &[4u8; 32]);
+        assert_eq!(keys(&secret).verify(&forged).unwrap_err(), InvalidToken::Invalid, "a forged signature");
     }
 
     #[test]

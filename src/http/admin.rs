@@ -29,10 +29,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EmailQuery {
     /// queued, sending, sent, failed or suppressed.
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
@@ -51,7 +53,7 @@ async fn list_emails(
 }
 
 /// Queue a failed email again with a fresh attempt budget.
-#[utoipa::path(post, path = "/admin/emails/{id}/retry", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/admin/emails/{id}/retry", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = EmailView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn retry_email(
     State(s): State<AppState>,
@@ -64,11 +66,13 @@ async fn retry_email(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
     /// Part of the email or display name.
     pub q: Option<String>,
     pub role: Option<Role>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
@@ -81,12 +85,14 @@ pub struct UpdateUser {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub actor_id: Option<Uuid>,
     pub action: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     pub cursor: Option<String>,
 }
@@ -105,7 +111,7 @@ async fn list_users(
 }
 
 /// Change a user's role or deactivate them (their sessions end at once).
-#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])), request_body = UpdateUser,
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])), request_body = UpdateUser,
     responses((status = 200, body = AdminUserView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_user(
     State(s): State<AppState>,

@@ -64,7 +64,7 @@ async fn list_mine(
 }
 
 /// One assessment: for its student, admins and the student's instructors; 404 for others.
-#[utoipa::path(get, path = "/assessments/{id}", tag = "assessments", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/assessments/{id}", tag = "assessments", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = AssessmentView), (status = 404, body = Problem)))]
 async fn get_one(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> ApiResult<Json<AssessmentView>> {
     Ok(Json(s.assessments.get(&auth.0, id).await?))
@@ -78,7 +78,7 @@ async fn my_learning_path(State(s): State<AppState>, auth: Auth) -> ApiResult<Js
 }
 
 /// A student's learning path, for admins and the student's instructors; 404 for others.
-#[utoipa::path(get, path = "/users/{id}/learning-path", tag = "assessments", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/users/{id}/learning-path", tag = "assessments", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = LearningPathView), (status = 404, body = Problem)))]
 async fn user_learning_path(
     State(s): State<AppState>,
@@ -159,7 +159,7 @@ async fn list_clients(
 }
 
 /// Revoke a client: its signatures stop working at once.
-#[utoipa::path(delete, path = "/admin/integrations/clients/{id}", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/admin/integrations/clients/{id}", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 async fn revoke_client(
     State(s): State<AppState>,
@@ -173,7 +173,7 @@ async fn revoke_client(
 }
 
 /// New secret; the previous one keeps working for `CIFIX_INTEGRATION_SECRET_OVERLAP_SECS`.
-#[utoipa::path(post, path = "/admin/integrations/clients/{id}/rotate", tag = "admin", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/admin/integrations/clients/{id}/rotate", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = ClientRotated), (status = 404, body = Problem)))]
 async fn rotate_client(
     State(s): State<AppState>,

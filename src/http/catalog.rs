@@ -42,7 +42,7 @@ async fn list_courses(
 }
 
 /// A course's outline: modules and lessons in position order.
-#[utoipa::path(get, path = "/courses/{id}", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/courses/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = CourseView), (status = 404, body = Problem)))]
 async fn get_course(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> ApiResult<Json<CourseView>> {
     Ok(Json(s.catalog.get_course(&auth.0, id).await?))
@@ -63,7 +63,7 @@ async fn create_course(
 }
 
 /// Edit a course; `published: true` makes it visible to students.
-#[utoipa::path(patch, path = "/courses/{id}", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])), request_body = CoursePatch,
+#[utoipa::path(patch, path = "/courses/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), request_body = CoursePatch,
     responses((status = 200, body = CourseView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_course(
     State(s): State<AppState>,
@@ -77,7 +77,7 @@ async fn update_course(
 }
 
 /// Add a module at a position (default: last).
-#[utoipa::path(post, path = "/courses/{id}/modules", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])), request_body = NewModule,
+#[utoipa::path(post, path = "/courses/{id}/modules", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), request_body = NewModule,
     responses((status = 201, body = ModuleView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn create_module(
     State(s): State<AppState>,
@@ -92,7 +92,7 @@ async fn create_module(
 }
 
 /// Rename or move a module.
-#[utoipa::path(patch, path = "/modules/{id}", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])), request_body = ModulePatch,
+#[utoipa::path(patch, path = "/modules/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), request_body = ModulePatch,
     responses((status = 200, body = ModuleView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_module(
     State(s): State<AppState>,
@@ -106,7 +106,7 @@ async fn update_module(
 }
 
 /// Delete a module with its lessons (and the progress on them); later modules move up.
-#[utoipa::path(delete, path = "/modules/{id}", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/modules/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 async fn delete_module(
     State(s): State<AppState>,
@@ -120,7 +120,7 @@ async fn delete_module(
 }
 
 /// Add a lesson to a module at a position (default: last).
-#[utoipa::path(post, path = "/modules/{id}/lessons", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])), request_body = NewLesson,
+#[utoipa::path(post, path = "/modules/{id}/lessons", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), request_body = NewLesson,
     responses((status = 201, body = LessonView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn create_lesson(
     State(s): State<AppState>,
@@ -135,14 +135,14 @@ async fn create_lesson(
 }
 
 /// A lesson with its content, for anyone who can see its course.
-#[utoipa::path(get, path = "/lessons/{id}", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/lessons/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = LessonView), (status = 404, body = Problem)))]
 async fn get_lesson(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> ApiResult<Json<LessonView>> {
     Ok(Json(s.catalog.get_lesson(&auth.0, id).await?))
 }
 
 /// Edit or move a lesson within its module.
-#[utoipa::path(patch, path = "/lessons/{id}", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])), request_body = LessonPatch,
+#[utoipa::path(patch, path = "/lessons/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), request_body = LessonPatch,
     responses((status = 200, body = LessonView), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_lesson(
     State(s): State<AppState>,
@@ -156,7 +156,7 @@ async fn update_lesson(
 }
 
 /// Delete a lesson and the progress on it; later lessons move up.
-#[utoipa::path(delete, path = "/lessons/{id}", tag = "catalog", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/lessons/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem)))]
 async fn delete_lesson(
     State(s): State<AppState>,

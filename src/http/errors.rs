@@ -54,7 +54,7 @@ impl From<AssessError> for ApiError {
         match e {
             AssessError::Validation(v) => v.into(),
             AssessError::NotFound => ApiError::not_found(),
-            AssessError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid-signature", why),
+            AssessError::Unauthenticated(why) => ApiError::unsigned("invalid-signature", why),
             AssessError::Conflict(slug, detail) => ApiError::new(StatusCode::CONFLICT, slug, detail),
             AssessError::Encoding(_) | AssessError::Db(_) | AssessError::Reaction(_) => ApiError::internal_error(e),
         }
@@ -146,7 +146,8 @@ impl From<AuthError> for ApiError {
                 "invalid-refresh-token",
                 "the refresh token is invalid, expired or already used",
             ),
-            AuthError::Unauthenticated => ApiError::unauthorized(),
+            AuthError::Unauthenticated => ApiError::invalid_token(false),
+            AuthError::AccessTokenExpired => ApiError::invalid_token(true),
             AuthError::NotFound => ApiError::not_found(),
             AuthError::Busy => ApiError::unavailable(1, "the server is busy; retry shortly"),
             AuthError::InvalidEmailToken => {

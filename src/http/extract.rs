@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Query, Request, rejection::BytesRejection},
+    extract::{FromRequest, FromRequestParts, Request, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
@@ -53,26 +53,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Parsed in two steps: first the JSON itself (any syntax error is a 400), then the value into
+/// `T`, so that every mismatch of shape, an enum given a number included, is a 422 naming the
+/// field. Between them, a float with no fraction (`753.0`) becomes the integer it equals, as
+/// JSON Schema counts it an integer.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
-        // Trailing bytes after the value make the whole body malformed, not ignorable.
-        Ok(v) => de.end().map(|()| v).map_err(|_| ApiError::bad_request("the request body is not valid JSON")),
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            use serde_json::error::Category;
-            match inner.classify() {
-                Category::Data => {
-                    // serde names a missing or unknown field in its message, not in the path.
-                    let msg = inner.to_string();
-                    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                    let field = field_from_message(&msg).unwrap_or(if path == "." { String::new() } else { path });
-                    Err(ApiError::validation(vec![FieldError { field, message: msg }]))
-                }
-                _ => Err(ApiError::bad_request("the request body is not valid JSON")),
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|_| ApiError::bad_request("the request body is not valid JSON"))?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        // serde names a missing or unknown field in its message, not in the path.
+        let message = e.into_inner().to_string();
+        let field = field_from_message(&message).unwrap_or(if path == "." { String::new() } else { path });
+        ApiError::validation(vec![FieldError { field, message }])
+    })
+}
+
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Beyond 2^53 a float no longer names one integer; leave it for the type to refuse.
+            if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                *value = if f < 0.0 { Value::from(f as i64) } else { Value::from(f as u64) };
             }
         }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 
@@ -90,18 +100,28 @@ pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::field("query", e.body_text()))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
 }
 
+/// A query string into `T`, with a 422 naming the parameter that is missing, unknown or malformed.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize::<_, T>(pairs).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = field_from_message(&message).unwrap_or(if path == "." { "query".into() } else { path });
+        ApiError::validation(vec![FieldError { field, message }])
+    })
+}
+
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,

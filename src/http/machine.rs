@@ -22,11 +22,7 @@ pub struct MachineClient {
 
 fn header<'a>(req: &'a Request, name: &str) -> Result<&'a str, ApiError> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 256).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            format!("a signed machine request is required ({name} is missing)"),
-        )
+        ApiError::unsigned("unauthorized", format!("a signed machine request is required ({name} is missing)"))
     })
 }
 

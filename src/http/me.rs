@@ -118,7 +118,7 @@ async fn list_sessions(
 }
 
 /// End one of the user's sessions.
-#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "account", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/me/sessions/{id}", tag = "account", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn revoke_session(
     State(s): State<AppState>,

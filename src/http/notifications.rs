@@ -20,11 +20,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationQuery {
     /// Only notifications not yet read.
     pub unread: Option<bool>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
@@ -46,7 +48,7 @@ async fn list(
 }
 
 /// Mark one notification read (idempotent). Someone else's notification is 404.
-#[utoipa::path(post, path = "/me/notifications/{id}/read", tag = "notifications", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/me/notifications/{id}/read", tag = "notifications", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn read_one(State(s): State<AppState>, Ctx(ctx): Ctx, auth: Auth, PathId(id): PathId) -> ApiResult<StatusCode> {
     notifications::mark_read(&s.db, &ctx, auth.0.user_id, id).await?;

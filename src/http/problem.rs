@@ -42,6 +42,8 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
+    /// `WWW-Authenticate` of a 401 (RFC 9110 §11.6.1: every 401 carries one).
+    pub challenge: Option<String>,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -59,7 +61,7 @@ impl std::error::Error for Message {}
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, slug, detail: detail.into(), errors: Vec::new(), retry_after: None, cause: None }
+        ApiError { status, slug, detail: detail.into(), errors: Vec::new(), retry_after: None, challenge: None, cause: None }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed-request", detail)
@@ -72,8 +74,27 @@ impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         Self::validation(vec![FieldError { field: field.to_string(), message: message.into() }])
     }
+    /// No access token was sent (RFC 6750 §3.1: then the challenge carries no error code).
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid access token is required")
+    }
+    /// An access token was sent and refused. `expired` only for a genuine token past its
+    /// lifetime: the client should refresh; otherwise it should sign in again.
+    pub fn invalid_token(expired: bool) -> Self {
+        let (slug, description) = if expired {
+            ("token-expired", "the access token expired")
+        } else {
+            ("unauthorized", "the access token is invalid")
+        };
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, slug, format!("{description}; a valid access token is required"));
+        e.challenge = Some(format!(r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{description}""#));
+        e
+    }
+    /// A machine call (`/integrations/*`) without a valid signature.
+    pub fn unsigned(slug: &'static str, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, slug, detail);
+        e.challenge = Some(r#"CIFIX-HMAC-SHA256 realm="cifix-integrations""#.to_string());
+        e
     }
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
@@ -148,12 +169,22 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, Json(self.problem())).into_response();
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(secs) = self.retry_after {
+        // A 503 without a hint of its own still tells the client that retrying is the cure.
+        let retry_after = self.retry_after.or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(secs) = retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = self.challenge.as_deref().unwrap_or(BEARER_CHALLENGE);
+            if let Ok(v) = HeaderValue::from_str(challenge) {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         res
     }
 }
+
+const BEARER_CHALLENGE: &str = r#"Bearer realm="cifix""#;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 

@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Enroll in a published course. 201 the first time; 200 with the same enrollment after.
-#[utoipa::path(post, path = "/courses/{id}/enrollments", tag = "progress", params(("id" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/courses/{id}/enrollments", tag = "progress", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 201, body = EnrollmentView), (status = 200, body = EnrollmentView), (status = 404, body = Problem)))]
 async fn enroll(
     State(s): State<AppState>,
@@ -57,7 +57,7 @@ async fn list_enrollments(
 
 /// Record progress on a lesson of an enrolled course. Idempotent and monotonic: completed
 /// stays completed; progress, time spent and the best score never go down.
-#[utoipa::path(put, path = "/me/lessons/{lesson_id}/progress", tag = "progress", params(("lesson_id" = String, Path)), security(("bearer" = [])), request_body = ProgressUpdate,
+#[utoipa::path(put, path = "/me/lessons/{lesson_id}/progress", tag = "progress", params(("lesson_id" = Uuid, Path)), security(("bearer" = [])), request_body = ProgressUpdate,
     responses((status = 200, body = LessonProgressResult), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn put_progress(
     State(s): State<AppState>,
@@ -94,9 +94,11 @@ async fn my_progress(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DashboardParams {
     /// The student's UTC offset in minutes (-840 to 840) for counting streak days; default 0.
+    #[param(minimum = -840, maximum = 840)]
     pub tz_offset_minutes: Option<i32>,
 }
 
@@ -151,7 +153,7 @@ async fn dashboard(
 /// A student's progress, for admins and for instructors of a course the student is enrolled in
 /// (who see only their own courses). 404 for everyone else.
 #[utoipa::path(get, path = "/users/{id}/progress", tag = "progress", security(("bearer" = [])),
-    params(ListParams, ("id" = String, Path)),
+    params(ListParams, ("id" = Uuid, Path)),
     responses((status = 200, body = Page<CourseProgress>), (status = 404, body = Problem)))]
 async fn user_progress(
     State(s): State<AppState>,

@@ -91,6 +91,7 @@ async fn ticket(State(s): State<AppState>, auth: Auth) -> ApiResult<(StatusCode,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsParams {
     /// From `POST /realtime/ticket`.
     pub ticket: Option<String>,
