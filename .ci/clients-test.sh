@@ -77,9 +77,12 @@ PY="$TMP/venv/bin/python"
 # pip's own cache keeps nothing from this registry, so the wheels are kept in a wheelhouse;
 # the install itself is offline, which also proves the wheelhouse has everything.
 REQS=(-c .ci/clients-constraints.txt -r examples/streamlit-assessment/requirements.txt mypy)
-"$PY" -m pip download --quiet --dest "$CACHE/wheels" "${REQS[@]}" hatchling
 # --no-compile: byte-compiling pandas and friends took four times as long as the install.
-"$PY" -m pip install --quiet --no-compile --no-index --find-links "$CACHE/wheels" "${REQS[@]}" ./clients/python
+offline_install() { "$PY" -m pip install --quiet --no-compile --no-index --find-links "$CACHE/wheels" "${REQS[@]}" ./clients/python; }
+if ! offline_install 2>/dev/null; then
+  "$PY" -m pip download --quiet --dest "$CACHE/wheels" "${REQS[@]}" hatchling
+  offline_install
+fi
 "$PY" -m pip show --files cifix-client | grep -q 'cifix_client/py.typed' || die "the installed package has no py.typed"
 
 step "python: mypy --strict"
