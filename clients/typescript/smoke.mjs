@@ -8,13 +8,16 @@ const { CIFIX_URL, CIFIX_STUDENT_EMAIL, CIFIX_STUDENT_PASSWORD } = process.env;
 for (const [name, value] of Object.entries({ CIFIX_URL, CIFIX_STUDENT_EMAIL, CIFIX_STUDENT_PASSWORD })) {
   assert.ok(value, `${name} is not set`);
 }
-const { courses, progress, dashboard } = await tour(CIFIX_URL, CIFIX_STUDENT_EMAIL, CIFIX_STUDENT_PASSWORD);
+// Pages of two, so that `limit` and `cursor` really travel in the query (the demo catalog has three).
+const { courses, nextPage, progress, dashboard } = await tour(CIFIX_URL, CIFIX_STUDENT_EMAIL, CIFIX_STUDENT_PASSWORD, 2);
 
-assert.ok(courses.length >= 1 && courses.length <= 10, `limit=10 gave ${courses.length} courses`);
+assert.equal(courses.length, 2, `limit=2 gave ${courses.length} courses`);
+assert.ok(nextPage.length >= 1, "the next_cursor page has the rest");
+assert.ok(!nextPage.some((c) => courses.some((d) => d.id === c.id)), "the second page repeats none of the first");
 assert.equal(progress.lesson.status, "completed");
 assert.ok(progress.course.percent > 0, `course percent ${progress.course.percent}`);
 const enrolled = dashboard.enrollments_progress.find((p) => p.course_id === progress.course.course_id);
 assert.ok(enrolled, "the dashboard lists the course just started");
 assert.equal(enrolled.completed_lessons, 1);
 assert.equal(dashboard.streak_days, 1);
-console.log(`typescript client: ${courses.length} courses, ${progress.course.percent}% of ${courses[0].slug}, streak ${dashboard.streak_days}`);
+console.log(`typescript client: pages of ${courses.length} and ${nextPage.length}, ${progress.course.percent}% of ${courses[0].slug}, streak ${dashboard.streak_days}`);

@@ -4,6 +4,7 @@ import { createCifixClient, type CifixClient, type Schemas } from "./src/index.j
 
 export interface TourResult {
   courses: Schemas["CourseSummary"][];
+  nextPage: Schemas["CourseSummary"][];
   progress: Schemas["LessonProgressResult"];
   dashboard: Schemas["Dashboard"];
 }
@@ -18,7 +19,7 @@ function must<T>(step: string, result: { data?: T; error?: unknown; response: Re
 }
 
 /** Signs a student in, enrolls in the first course, completes its first lesson, reads the dashboard. */
-export async function tour(baseUrl: string, email: string, password: string): Promise<TourResult> {
+export async function tour(baseUrl: string, email: string, password: string, limit = 10): Promise<TourResult> {
   let accessToken: string | undefined;
   const api = createCifixClient(baseUrl, () => accessToken);
 
@@ -27,10 +28,10 @@ export async function tour(baseUrl: string, email: string, password: string): Pr
   const role: Schemas["Role"] = session.user.role;
   if (role !== "student") throw new Error(`sign in: expected a student, got ${role}`);
 
-  const page = must("list courses", await api.GET("/api/v1/courses", { params: { query: { limit: 10 } } }));
-  if (page.next_cursor) {
-    must("next page", await api.GET("/api/v1/courses", { params: { query: { limit: 10, cursor: page.next_cursor } } }));
-  }
+  const page = must("list courses", await api.GET("/api/v1/courses", { params: { query: { limit } } }));
+  const next = page.next_cursor
+    ? must("next page", await api.GET("/api/v1/courses", { params: { query: { limit, cursor: page.next_cursor } } }))
+    : { items: [] };
   const course = page.items[0];
   if (!course) throw new Error("list courses: no course to enroll in");
 
@@ -53,7 +54,7 @@ export async function tour(baseUrl: string, email: string, password: string): Pr
   const learningPath = must("read the learning path", await api.GET("/api/v1/me/learning-path"));
   const firstStep: Schemas["Step"] | undefined = learningPath.steps[0];
   if (firstStep) console.log(`next on the learning path: ${firstStep.reason}`);
-  return { courses: page.items, progress, dashboard };
+  return { courses: page.items, nextPage: next.items, progress, dashboard };
 }
 
 // Never called: each line below must fail to compile, or tsc reports the unused @ts-expect-error.
