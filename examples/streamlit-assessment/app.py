@@ -24,6 +24,7 @@ class Question(NamedTuple):
 
 
 # Skill codes must match the ones the learning-path rules know (config/learning-rules.json).
+SKILL_NAMES = {"python": "Python", "ai": "Artificial intelligence"}
 QUESTIONS = [
     Question("python", "What does `print(2 + 3)` show?", ["23", "5", "2 + 3"], "5"),
     Question("python", "Which line stores the name Ada in a variable?",
@@ -40,7 +41,7 @@ QUESTIONS = [
 ]
 
 MESSAGES = {
-    "missing": "This page opens from CIFIX LEARN. Go to your dashboard and press **Start assessment**.",
+    "missing": "This page opens from CIFIX LEARN: start the assessment from your CIFIX LEARN dashboard.",
     "invalid": "This assessment link is not valid. Go back to CIFIX LEARN and start the assessment again.",
     "expired": "This assessment link has expired. Go back to CIFIX LEARN and start a new assessment.",
     "completed": "This assessment is already finished. Your learning path is waiting in CIFIX LEARN!",
@@ -96,9 +97,9 @@ def fail(e: CifixError) -> NoReturn:
 def send(client: CifixClient, token: str, who: Dict[str, Any]) -> None:
     # The payload is fixed at the first press: a retry after a lost answer must be byte-for-byte
     # the same delivery (same external_id and completed_at), which the API answers 200.
-    sent = st.session_state.sending
+    payload = st.session_state.sending
     try:
-        _, assessment = client.post_results(launch_token=token, assessment_id=who["assessment_id"], **sent)
+        _, assessment = client.post_results(launch_token=token, assessment_id=who["assessment_id"], **payload)
     except CifixError as e:
         fail(e)
     st.session_state.result = assessment
@@ -124,7 +125,7 @@ if "result" in st.session_state:
     st.title("Well done, %s! 🎉" % who["display_name"])
     st.metric("Your score", "%g / 100" % result["overall_score"])
     for s in result["skills"]:
-        st.write("**%s**: %g / 100" % (s["skill"], s["score"]))
+        st.write("**%s**: %g / 100" % (SKILL_NAMES.get(s["skill"], s["skill"]), s["score"]))
     st.success("Your learning path is ready. Go back to CIFIX LEARN to see it.")
     st.stop()
 if who["status"] != "pending":

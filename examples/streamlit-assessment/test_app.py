@@ -104,7 +104,7 @@ class TakingTheAssessment(unittest.TestCase):
         answer(at, WEAK_PYTHON)
         self.assertEqual(at.title[0].value, "Well done, Robin! 🎉")
         self.assertEqual(at.metric[0].value, "67 / 100")
-        self.assertEqual([m.value for m in at.markdown], ["**ai**: 100 / 100", "**python**: 33 / 100"])
+        self.assertEqual([m.value for m in at.markdown], ["**Artificial intelligence**: 100 / 100", "**Python**: 33 / 100"])
         self.assertIn("learning path is ready", at.success[0].value)
 
         mine = student.get("/me/assessments")["items"]
