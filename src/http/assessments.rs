@@ -2,6 +2,7 @@
 //! of the assessment tool (signed machine requests), and machine-client administration.
 
 use axum::{Json, extract::State, http::StatusCode};
+use crate::kernel::input::schema;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -130,6 +131,7 @@ async fn launch(State(s): State<AppState>, m: MachineClient) -> ApiResult<Json<L
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
     /// 1 to 100 characters, for people: "Streamlit assessment (prod)".
+    #[schema(schema_with = schema::title::<100>)]
     pub name: String,
 }
 
