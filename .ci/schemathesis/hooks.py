@@ -29,14 +29,12 @@ class SignIn:
 
 
 @schemathesis.hook
-def map_headers(ctx, headers):
+def before_call(ctx, case, **kwargs):
     """One Idempotency-Key per request, as a real client uses one per operation.
 
     Generated keys repeat across different bodies, and the server rightly answers a key reused
     with another request with 422; that rule has its own tests in the suite.
     """
-    if headers and "Idempotency-Key" in headers:
-        key = headers["Idempotency-Key"]
-        if isinstance(key, str) and 1 <= len(key) <= 200 and all("!" <= c <= "~" for c in key):
-            headers["Idempotency-Key"] = uuid.uuid4().hex
-    return headers
+    key = (case.headers or {}).get("Idempotency-Key")
+    if isinstance(key, str) and 1 <= len(key) <= 200 and all("!" <= c <= "~" for c in key):
+        case.headers["Idempotency-Key"] = uuid.uuid4().hex

@@ -44,8 +44,6 @@ pub struct AssessmentView {
     pub user_id: Uuid,
     pub status: AssessmentStatus,
     pub overall_score: Option<f64>,
-    /// Each skill once.
-    #[schema(min_items = 1, max_items = 100)]
     pub skills: Vec<SkillScore>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -89,6 +87,8 @@ pub struct ResultsInput {
     pub completed_at: DateTime<Utc>,
     #[schema(minimum = 0.0, maximum = 100.0)]
     pub overall_score: f64,
+    /// Each skill once.
+    #[schema(min_items = 1, max_items = 100)]
     pub skills: Vec<SkillScore>,
     /// Anything the tool wants kept (answers, timings), at most 64 KiB serialized.
     #[schema(value_type = Option<Object>)]
