@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use crate::entities::enums::{LessonKind, Level};
 use super::validate::{CONTENT_MAX, SUMMARY_MAX, TITLE_MAX};
+pub use crate::entities::enums::{LessonKind, Level};
 use crate::{entities::lesson, kernel::input::schema};
 
 // ---- inputs (deserialised at the edge; unknown fields are rejected there) ----

@@ -1,8 +1,8 @@
 //! Assessments and learning paths (students, instructors, admins), the integration endpoints
 //! of the assessment tool (signed machine requests), and machine-client administration.
 
-use axum::{Json, extract::State, http::StatusCode};
 use crate::kernel::input::schema;
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};

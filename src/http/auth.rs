@@ -1,7 +1,7 @@
 //! `/auth/*`: registration, sign-in and the session lifecycle.
 
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use crate::kernel::input::{DisplayName, schema};
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;

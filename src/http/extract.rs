@@ -173,10 +173,11 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers).ok_or_else(|| match parts.headers.contains_key(header::AUTHORIZATION) {
-            true => ApiError::invalid_token(false),
-            false => ApiError::unauthorized(),
-        })?;
+        let token =
+            bearer_token(&parts.headers).ok_or_else(|| match parts.headers.contains_key(header::AUTHORIZATION) {
+                true => ApiError::invalid_token(false),
+                false => ApiError::unauthorized(),
+            })?;
         let principal = match parts.extensions.get::<super::middleware::Authenticated>() {
             Some(a) => a.0.clone(),
             None => state.auth.authenticate(token).await?,

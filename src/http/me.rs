@@ -1,7 +1,7 @@
 //! `/me*`: the signed-in user's account and sessions.
 
-use axum::{Json, extract::State, http::StatusCode};
 use crate::kernel::input::{DisplayName, schema};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -288,7 +288,8 @@ async fn events(
     };
     // Registered before the replay reads anything: whatever commits meanwhile is queued.
     let reg = s.hub.register(user_id, session_id)?;
-    let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| Uuid::parse_str(v.trim()).ok());
+    let header_id =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| Uuid::parse_str(v.trim()).ok());
     let last = header_id.or(q.last_event_id);
     let (tx, rx) = mpsc::channel::<SseEvent>(16);
     let tracked = s.live_tasks.token();

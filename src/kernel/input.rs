@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn email_addresses_are_canonical() {
         assert_eq!(EmailAddress::parse(" A@Example.com ").unwrap().as_str(), "a@example.com");
-        assert_eq!(EmailAddress::parse("o'brien+cifix@mail.example-school.org").unwrap().as_str(), "o'brien+cifix@mail.example-school.org");
+        assert_eq!(
+            EmailAddress::parse("o'brien+cifix@mail.example-school.org").unwrap().as_str(),
+            "o'brien+cifix@mail.example-school.org"
+        );
         for bad in [
             "",
             "no-at",

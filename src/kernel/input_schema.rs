@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn the_slug_pattern_is_the_slug_rule() {
-        for s in ["intro-to-python", "ab", "abc", "Has-Caps", "under_score", "ü-ber", &"a".repeat(64), &"a".repeat(65)] {
+        for s in ["intro-to-python", "ab", "abc", "Has-Caps", "under_score", "ü-ber", &"a".repeat(64), &"a".repeat(65)]
+        {
             assert_eq!(matches(SLUG, s), Slug::parse(s).is_ok(), "{s:?}");
         }
     }

@@ -1,7 +1,7 @@
 //! What the progress API takes and returns.
 
-use chrono::{DateTime, Utc};
 use crate::kernel::input::schema;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

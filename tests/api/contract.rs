@@ -25,7 +25,10 @@ impl Operation {
     }
 
     fn secured(&self) -> bool {
-        self.op.get("security").and_then(Value::as_array).is_some_and(|s| s.iter().all(|r| r != &Value::Object(Map::new())))
+        self.op
+            .get("security")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().all(|r| r != &Value::Object(Map::new())))
     }
 
     /// Signed machine calls check the signature before anything else. (The SES webhook, the
@@ -163,7 +166,8 @@ async fn every_parameter_is_taken_where_the_document_puts_it() {
             let res = app.req(op.method.clone(), &path, admin.auth()).send().await.unwrap();
             let status = res.status();
             let body: Value = res.json().await.unwrap_or_default();
-            let named = body["errors"].as_array().into_iter().flatten().any(|e| e["field"] == name || e["field"] == "query");
+            let named =
+                body["errors"].as_array().into_iter().flatten().any(|e| e["field"] == name || e["field"] == "query");
             assert!(
                 !(status == StatusCode::UNPROCESSABLE_ENTITY && named),
                 "{}: the server refused documented query parameter {name}={value}: {body}",
@@ -175,6 +179,12 @@ async fn every_parameter_is_taken_where_the_document_puts_it() {
 
 fn urlencoding(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
