@@ -5,14 +5,14 @@
 #   .ci/schemathesis.sh sqlite|postgres
 #
 # Uses target/debug/cifix as left by `cargo test` (CIFIX_BIN overrides it). ST_MAX_TIME bounds
-# each role's run in seconds (default 120). Installs the pinned Schemathesis into a throwaway venv
+# each role's run in seconds (default 150). Installs the pinned Schemathesis into a throwaway venv
 # and removes everything it made (the temp dir; on PostgreSQL the database and Redis keys).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND=${1:?usage: .ci/schemathesis.sh sqlite|postgres}
 BIN=${CIFIX_BIN:-$PWD/target/debug/cifix}
 [ -x "$BIN" ] || { echo "$BIN is missing: run cargo test (or cargo build) first" >&2; exit 1; }
-MAX_TIME=${ST_MAX_TIME:-120}
+MAX_TIME=${ST_MAX_TIME:-150}
 
 TMP="$(mktemp -d)"
 SERVER_PID=""

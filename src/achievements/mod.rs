@@ -23,7 +23,7 @@ use crate::{
         audit::{self, Event},
         context::{Principal, RequestContext},
         fields::FieldErrors,
-        input::Title,
+        input::{Title, schema},
         pagination::{Page, PageRequest},
     },
 };
@@ -93,10 +93,16 @@ pub struct AwardView {
 #[serde(deny_unknown_fields)]
 pub struct NewAchievement {
     /// 1 to 64 characters of `a-z`, `0-9` and `_`; unique.
+    #[schema(pattern = "^[a-z0-9_]{1,64}$")]
     pub code: String,
+    #[schema(schema_with = schema::title::<200>)]
     pub title: String,
+    #[schema(max_length = 2000)]
     pub description: String,
+    /// Default `award`.
+    #[schema(schema_with = schema::title_or_null::<64>)]
     pub icon: Option<String>,
+    #[schema(value_type = AchievementKind)]
     pub kind: String,
     /// `{"count": n}` (n ≥ 1) for counts, `{"days": n}` for streaks, `{"min_score": 0..100}`.
     #[schema(value_type = Object)]

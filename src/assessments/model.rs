@@ -1,5 +1,6 @@
 //! What the assessments API takes and returns.
 
+use crate::kernel::input::schema;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,8 +31,10 @@ pub struct AssessmentStarted {
 #[serde(deny_unknown_fields)]
 pub struct SkillScore {
     /// `[a-z0-9_-]{1,64}`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub skill: String,
     /// 0 to 100.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     pub score: f64,
 }
 
@@ -76,11 +79,16 @@ impl AssessmentView {
 #[serde(deny_unknown_fields)]
 pub struct ResultsInput {
     pub assessment_id: Option<Uuid>,
+    #[schema(min_length = 1, max_length = 128)]
     pub launch_token: Option<String>,
     /// The tool's id for this result, 1 to 128 printable characters; the idempotency key.
+    #[schema(schema_with = schema::client_key::<128>)]
     pub external_id: String,
     pub completed_at: DateTime<Utc>,
+    #[schema(minimum = 0.0, maximum = 100.0)]
     pub overall_score: f64,
+    /// Each skill once.
+    #[schema(min_items = 1, max_items = 100)]
     pub skills: Vec<SkillScore>,
     /// Anything the tool wants kept (answers, timings), at most 64 KiB serialized.
     #[schema(value_type = Option<Object>)]

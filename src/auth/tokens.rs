@@ -100,7 +100,8 @@ impl TokenKeys {
         }
         // Keys come from configuration only; the kid merely selects among them.
         let kid = header.kid.ok_or(InvalidToken::Invalid)?;
-        let key = std::iter::once(&self.current).chain(&self.previous).find(|k| k.kid == kid).ok_or(InvalidToken::Invalid)?;
+        let key =
+            std::iter::once(&self.current).chain(&self.previous).find(|k| k.kid == kid).ok_or(InvalidToken::Invalid)?;
         let mut v = Validation::new(ALG);
         v.leeway = LEEWAY_SECS;
         v.validate_exp = true;

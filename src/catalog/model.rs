@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::validate::{CONTENT_MAX, SUMMARY_MAX, TITLE_MAX};
 pub use crate::entities::enums::{LessonKind, Level};
-use crate::entities::lesson;
+use crate::{entities::lesson, kernel::input::schema};
 
 // ---- inputs (deserialised at the edge; unknown fields are rejected there) ----
 
@@ -14,8 +15,12 @@ use crate::entities::lesson;
 #[serde(deny_unknown_fields)]
 pub struct NewCourse {
     /// 3 to 64 characters of `a-z`, `0-9` and `-`; unique.
+    #[schema(schema_with = schema::slug)]
     pub slug: String,
+    #[schema(schema_with = schema::title::<TITLE_MAX>)]
     pub title: String,
+    /// Markdown, at most 2,000 characters.
+    #[schema(schema_with = schema::text::<SUMMARY_MAX>)]
     pub summary: String,
     pub level: Level,
 }
@@ -23,7 +28,9 @@ pub struct NewCourse {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CoursePatch {
+    #[schema(schema_with = schema::title_or_null::<TITLE_MAX>)]
     pub title: Option<String>,
+    #[schema(schema_with = schema::text_or_null::<SUMMARY_MAX>)]
     pub summary: Option<String>,
     pub level: Option<Level>,
     pub published: Option<bool>,
@@ -32,38 +39,48 @@ pub struct CoursePatch {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewModule {
+    #[schema(schema_with = schema::title::<TITLE_MAX>)]
     pub title: String,
-    /// 1-based; omitted appends. Later modules move down by one.
+    /// 1-based; omitted or past the end appends. Later modules move down by one.
+    #[schema(minimum = 1)]
     pub position: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModulePatch {
+    #[schema(schema_with = schema::title_or_null::<TITLE_MAX>)]
     pub title: Option<String>,
-    /// 1-based new position within the course; the others close up around it.
+    /// 1-based new position within the course (past the end: last); the others close up around it.
+    #[schema(minimum = 1)]
     pub position: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLesson {
+    #[schema(schema_with = schema::title::<TITLE_MAX>)]
     pub title: String,
     pub kind: LessonKind,
-    /// 1-based; omitted appends. Later lessons move down by one.
+    /// 1-based; omitted or past the end appends. Later lessons move down by one.
+    #[schema(minimum = 1)]
     pub position: Option<i32>,
     /// A URL or a markdown body, up to 200,000 characters.
+    #[schema(schema_with = schema::text_or_null::<CONTENT_MAX>)]
     pub content: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LessonPatch {
+    #[schema(schema_with = schema::title_or_null::<TITLE_MAX>)]
     pub title: Option<String>,
     pub kind: Option<LessonKind>,
-    /// 1-based new position within its module.
+    /// 1-based new position within its module (past the end: last).
+    #[schema(minimum = 1)]
     pub position: Option<i32>,
     /// An empty string removes the content.
+    #[schema(schema_with = schema::text_or_null::<CONTENT_MAX>)]
     pub content: Option<String>,
 }
 

@@ -30,8 +30,8 @@ pub(super) fn parse_title(title: &str) -> Result<String, crate::kernel::input::I
     Title::parse(title, TITLE_MAX).map(Title::into_inner)
 }
 
-/// Opens the slot a new row takes in `parent`: the requested position (1 to count + 1, later
-/// rows move down) or, when none is asked for, the end.
+/// Opens the slot a new row takes in `parent`: the requested position (later rows move down;
+/// one past the end or beyond is the end) or, when none is asked for, the end.
 pub(super) async fn open_slot<C: sea_orm::ConnectionTrait>(
     db: &C,
     what: super::positions::Ordered,
@@ -47,10 +47,11 @@ pub(super) async fn open_slot<C: sea_orm::ConnectionTrait>(
     Ok(position)
 }
 
-pub(super) fn validate_position(pos: i32, max: i32) -> Result<i32, CatalogError> {
-    if (1..=max).contains(&pos) {
-        Ok(pos)
-    } else {
-        Err(FieldErrors::one("position", format!("must be between 1 and {max}")).into())
+/// A 1-based position among `last` slots. Beyond the end means the end: a client that asks
+/// for position 10 in a list of three wants it last, and only the server knows the count.
+pub(super) fn validate_position(pos: i32, last: i32) -> Result<i32, CatalogError> {
+    if pos < 1 {
+        return Err(FieldErrors::one("position", "must be at least 1").into());
     }
+    Ok(pos.min(last))
 }

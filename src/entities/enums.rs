@@ -104,7 +104,7 @@ pub enum AssessmentState {
 names!(AssessmentState { Pending => "pending", Completed => "completed" });
 
 /// The metric an achievement rule is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 #[serde(rename_all = "snake_case")]
 pub enum AchievementKind {

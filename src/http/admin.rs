@@ -33,9 +33,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct EmailQuery {
     /// queued, sending, sent, failed or suppressed.
+    #[param(pattern = "^(queued|sending|sent|failed|suppressed)$")]
     pub status: Option<String>,
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+    #[param(pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub cursor: Option<String>,
 }
 
@@ -74,6 +76,7 @@ pub struct UserQuery {
     pub role: Option<Role>,
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+    #[param(pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub cursor: Option<String>,
 }
 
@@ -94,6 +97,7 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+    #[param(pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub cursor: Option<String>,
 }
 

@@ -1,6 +1,7 @@
 //! Assessments and learning paths (students, instructors, admins), the integration endpoints
 //! of the assessment tool (signed machine requests), and machine-client administration.
 
+use crate::kernel::input::schema;
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -130,6 +131,7 @@ async fn launch(State(s): State<AppState>, m: MachineClient) -> ApiResult<Json<L
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
     /// 1 to 100 characters, for people: "Streamlit assessment (prod)".
+    #[schema(schema_with = schema::title::<100>)]
     pub name: String,
 }
 

@@ -1,5 +1,6 @@
 //! `/auth/*`: registration, sign-in and the session lifecycle.
 
+use crate::kernel::input::{DisplayName, schema};
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -38,6 +39,7 @@ pub struct TokenRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotRequest {
+    #[schema(schema_with = schema::email)]
     pub email: String,
 }
 
@@ -46,6 +48,7 @@ pub struct ForgotRequest {
 pub struct ResetRequest {
     pub token: String,
     /// Same rules as at registration.
+    #[schema(schema_with = schema::new_password)]
     pub new_password: String,
 }
 
@@ -111,9 +114,12 @@ async fn reset_password(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(schema_with = schema::email)]
     pub email: String,
     /// 8 to 128 characters; common passwords are refused.
+    #[schema(schema_with = schema::new_password)]
     pub password: String,
+    #[schema(schema_with = schema::title::<{ DisplayName::MAX }>)]
     pub display_name: String,
 }
 

@@ -123,6 +123,7 @@ pub struct ListParams {
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+    #[param(pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }
@@ -172,7 +173,11 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let token =
+            bearer_token(&parts.headers).ok_or_else(|| match parts.headers.contains_key(header::AUTHORIZATION) {
+                true => ApiError::invalid_token(false),
+                false => ApiError::unauthorized(),
+            })?;
         let principal = match parts.extensions.get::<super::middleware::Authenticated>() {
             Some(a) => a.0.clone(),
             None => state.auth.authenticate(token).await?,

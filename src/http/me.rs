@@ -1,5 +1,6 @@
 //! `/me*`: the signed-in user's account and sessions.
 
+use crate::kernel::input::{DisplayName, schema};
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -64,6 +65,7 @@ async fn put_preferences(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
+    #[schema(schema_with = schema::title_or_null::<{ DisplayName::MAX }>)]
     pub display_name: Option<String>,
 }
 
@@ -71,6 +73,7 @@ pub struct UpdateMe {
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     pub current_password: String,
+    #[schema(schema_with = schema::new_password)]
     pub new_password: String,
 }
 

@@ -92,7 +92,10 @@ pub fn router(state: AppState) -> Router {
                 HeaderName::from_static("ratelimit-limit"),
                 HeaderName::from_static("ratelimit-remaining"),
                 HeaderName::from_static("ratelimit-reset"),
+                HeaderName::from_static("idempotent-replayed"),
                 header::RETRY_AFTER,
+                // Tells an expired access token (refresh it) from an invalid one (sign in).
+                header::WWW_AUTHENTICATE,
             ])
             .max_age(Duration::from_secs(600))
     };

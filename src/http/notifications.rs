@@ -28,6 +28,7 @@ pub struct NotificationQuery {
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
+    #[param(pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
 }

@@ -118,7 +118,7 @@ fn add_idempotency_key(op: &mut Map<String, Value>) {
             "in": "header",
             "required": false,
             "description": "Makes a retried create safe: the same key with the same request replays the first \
-                response (with `Idempotency-Replayed: true`) for 24 hours.",
+                response (with `Idempotent-Replayed: true`) for 24 hours.",
             "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x21-\\x7e]+$"}
         }));
     }

@@ -61,7 +61,15 @@ impl std::error::Error for Message {}
 
 impl ApiError {
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, slug, detail: detail.into(), errors: Vec::new(), retry_after: None, challenge: None, cause: None }
+        ApiError {
+            status,
+            slug,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+            challenge: None,
+            cause: None,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed-request", detail)
@@ -86,7 +94,8 @@ impl ApiError {
         } else {
             ("unauthorized", "the access token is invalid")
         };
-        let mut e = Self::new(StatusCode::UNAUTHORIZED, slug, format!("{description}; a valid access token is required"));
+        let mut e =
+            Self::new(StatusCode::UNAUTHORIZED, slug, format!("{description}; a valid access token is required"));
         e.challenge = Some(format!(r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{description}""#));
         e
     }

@@ -11,6 +11,7 @@ use super::{
     problem::{ApiError, ApiResult, PathId, Problem},
 };
 use crate::{
+    assessments::paths::LearningPathView,
     auth::UserView,
     kernel::context::Role,
     kernel::pagination::{Page, PageRequest},
@@ -107,8 +108,9 @@ pub struct Dashboard {
     pub user: UserView,
     /// Progress in the first 100 enrollments (all of them through `/me/progress`).
     pub enrollments_progress: Vec<CourseProgress>,
-    /// The latest learning path (as `GET /me/learning-path`); null before the first assessment.
-    pub learning_path: Option<serde_json::Value>,
+    /// Exactly what `GET /me/learning-path` returns: before the first assessment,
+    /// `generated_at` is null and `steps` empty.
+    pub learning_path: LearningPathView,
     /// The five most recent awards.
     pub recent_achievements: Vec<crate::achievements::AwardView>,
     pub unread_notifications: u64,
@@ -133,9 +135,7 @@ async fn dashboard(
     let first = PageRequest { limit: 100, after: None };
     let enrollments_progress = s.progress.course_progress(p.user_id, None, first).await?.items;
     let streak_days = s.progress.streak_days(p.user_id, offset).await?;
-    // Null until the student has a path (no assessment yet).
-    let path = s.assessments.learning_path(p, p.user_id).await?;
-    let learning_path = path.generated_at.is_some().then(|| serde_json::to_value(path).ok()).flatten();
+    let learning_path = s.assessments.learning_path(p, p.user_id).await?;
     let recent_achievements =
         crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal_error)?;
     let unread_notifications =

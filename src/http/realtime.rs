@@ -24,8 +24,8 @@ use std::{collections::HashSet, convert::Infallible, time::Duration};
 use axum::{
     Json,
     extract::{
-        Query, State,
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        State,
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
     },
     http::{HeaderMap, StatusCode, header},
     response::{
@@ -43,7 +43,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{Auth, bearer_token},
+    extract::{ApiQuery, Auth, bearer_token},
     policy,
     problem::{ApiError, ApiResult, Problem},
 };
@@ -92,9 +92,25 @@ async fn ticket(State(s): State<AppState>, auth: Auth) -> ApiResult<(StatusCode,
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct WsParams {
     /// From `POST /realtime/ticket`.
+    #[param(min_length = 1, max_length = 128)]
     pub ticket: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    /// From `POST /realtime/ticket`, instead of the bearer token: a browser's `EventSource`
+    /// sends no headers. Single use: after an error, open a new `EventSource` with a new ticket
+    /// and `last_event_id`.
+    #[param(min_length = 1, max_length = 128)]
+    pub ticket: Option<String>,
+    /// As the `Last-Event-ID` header, for a new `EventSource` that resumes an earlier stream.
+    #[param(format = Uuid)]
+    pub last_event_id: Option<Uuid>,
 }
 
 /// A browser page may only connect from an allowed origin (a WebSocket is not subject to
@@ -107,19 +123,29 @@ fn origin_allowed(s: &AppState, headers: &HeaderMap) -> bool {
     s.config.cors_origins.iter().any(|o| o == origin) || public == origin
 }
 
-/// The WebSocket: `{id, type, data, created_at}` events for the ticket's user. 403 for a
-/// disallowed `Origin`, 401 for a bad ticket, 429 past 5 live connections per user.
+/// The WebSocket: `{id, type, data, created_at}` events for the ticket's user. 400 for a
+/// request that is not a WebSocket upgrade, 403 for a disallowed `Origin`, 401 for a bad
+/// ticket, 429 past 5 live connections per user.
 #[utoipa::path(get, path = "/ws", tag = "realtime", params(WsParams),
     responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = Problem),
+        (status = 426, description = "The connection cannot be upgraded", body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 429, body = Problem)))]
 async fn websocket(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<WsParams>,
-    ws: WebSocketUpgrade,
+    ApiQuery(q): ApiQuery<WsParams>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    let ws = ws.map_err(|e| {
+        ApiError::new(e.status(), "websocket-upgrade-required", format!("a WebSocket upgrade request is required: {e}"))
+    })?;
     if !origin_allowed(&s, &headers) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "origin-not-allowed", "this origin may not connect"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin-not-allowed",
+            "this origin may not connect; the operator allows origins with CIFIX_CORS_ORIGINS",
+        ));
     }
     // A non-browser client that also sends a bearer token must be the ticket's owner; a header
     // that is not a bearer token is refused before the ticket is spent.
@@ -237,17 +263,34 @@ fn sse_event(e: &RealtimeEvent) -> SseEvent {
     SseEvent::default().id(e.id.to_string()).data(serde_json::to_string(e).unwrap_or_default())
 }
 
-/// Server-Sent Events for the bearer's user. With `Last-Event-ID`, first the stored
-/// notifications since then (from shortly before: dedupe by `id`), then live events.
-#[utoipa::path(get, path = "/events", tag = "realtime", security(("bearer" = [])),
-    params(("Last-Event-ID" = Option<String>, Header, description = "The last event id received")),
+/// Server-Sent Events for the user of the bearer token or of `?ticket=`. With `Last-Event-ID`
+/// (or `?last_event_id=`), first the stored notifications since then (from shortly before:
+/// dedupe by `id`), then live events.
+#[utoipa::path(get, path = "/events", tag = "realtime", security(("bearer" = []), ()),
+    params(EventsParams, ("Last-Event-ID" = Option<String>, Header, description = "The last event id received")),
     responses((status = 200, description = "An event stream", content_type = "text/event-stream"),
         (status = 401, body = Problem), (status = 429, body = Problem)))]
-async fn events(State(s): State<AppState>, auth: Auth, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
-    let user_id = auth.0.user_id;
+async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsParams>,
+) -> ApiResult<impl IntoResponse> {
+    let (user_id, session_id) = match (&q.ticket, bearer_token(&headers)) {
+        (Some(ticket), _) => {
+            let user = live::consume_ticket(&s.db, ticket).await?;
+            (user.user_id, user.session_id)
+        }
+        (None, Some(token)) => {
+            let p = s.auth.authenticate(token).await?;
+            (p.user_id, p.session_id)
+        }
+        (None, None) => return Err(ApiError::unauthorized()),
+    };
     // Registered before the replay reads anything: whatever commits meanwhile is queued.
-    let reg = s.hub.register(user_id, auth.0.session_id)?;
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| Uuid::parse_str(v.trim()).ok());
+    let reg = s.hub.register(user_id, session_id)?;
+    let header_id =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| Uuid::parse_str(v.trim()).ok());
+    let last = header_id.or(q.last_event_id);
     let (tx, rx) = mpsc::channel::<SseEvent>(16);
     let tracked = s.live_tasks.token();
     let shutdown = s.shutdown.clone();

@@ -6,5 +6,6 @@ pub mod context;
 pub mod facts;
 pub mod fields;
 pub mod input;
+pub mod input_schema;
 pub mod pagination;
 pub mod streak;

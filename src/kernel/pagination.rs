@@ -30,8 +30,10 @@ impl PageRequest {
             return Err(("limit", PageError::Limit));
         }
         let after = match cursor {
-            None | Some("") => None,
-            Some(c) => Some(Uuid::parse_str(c).map_err(|_| ("cursor", PageError::Cursor))?),
+            None => None,
+            // Only the hyphenated form the API hands out, so the documented pattern is the rule.
+            Some(c) if c.len() == 36 => Some(Uuid::parse_str(c).map_err(|_| ("cursor", PageError::Cursor))?),
+            Some(_) => return Err(("cursor", PageError::Cursor)),
         };
         Ok(PageRequest { limit, after })
     }

@@ -1,5 +1,6 @@
 //! What the progress API takes and returns.
 
+use crate::kernel::input::schema;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,11 +20,14 @@ pub const MAX_BATCH_EVENTS: usize = 500;
 pub struct ProgressUpdate {
     pub status: ProgressStatus,
     /// 0.0 to 1.0; completing a lesson sets it to 1.0.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub progress: Option<f64>,
     /// The total time spent on the lesson so far, as the client counts it. The stored total
     /// only grows, by at most 86,400 per update.
+    #[schema(minimum = 0)]
     pub time_spent_seconds: Option<i64>,
     /// 0 to 100; the best score is kept.
+    #[schema(minimum = 0.0, maximum = 100.0)]
     pub score: Option<f64>,
 }
 
@@ -31,11 +35,15 @@ pub struct ProgressUpdate {
 #[serde(deny_unknown_fields)]
 pub struct ProgressEvent {
     /// Client-chosen, unique per user (1 to 100 characters). A repeat is skipped.
+    #[schema(schema_with = schema::client_key::<100>)]
     pub event_id: String,
     pub lesson_id: Uuid,
     pub status: ProgressStatus,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub progress: Option<f64>,
+    #[schema(minimum = 0)]
     pub time_spent_seconds: Option<i64>,
+    #[schema(minimum = 0.0, maximum = 100.0)]
     pub score: Option<f64>,
     pub occurred_at: DateTime<Utc>,
 }
@@ -44,6 +52,7 @@ pub struct ProgressEvent {
 #[serde(deny_unknown_fields)]
 pub struct ProgressBatch {
     /// At most 500.
+    #[schema(max_items = 500)]
     pub events: Vec<ProgressEvent>,
 }
 

@@ -427,7 +427,9 @@ async fn dashboard_shows_progress_and_streak() {
     let d = app.get_json("/me/dashboard", w.student.auth()).await;
     assert_eq!(d["user"]["id"], w.student.id);
     assert_eq!(d["streak_days"], 0);
-    assert_eq!(d["learning_path"], Value::Null);
+    // The same object as /me/learning-path in the same state: no path yet.
+    assert_eq!(d["learning_path"], app.get_json("/me/learning-path", w.student.auth()).await);
+    assert_eq!(d["learning_path"], json!({"generated_at": null, "based_on_assessment_id": null, "steps": []}));
     assert_eq!(d["recent_achievements"], json!([]));
     assert_eq!(d["unread_notifications"], 0);
     assert_eq!(d["enrollments_progress"][0]["total_lessons"], 2);

@@ -84,6 +84,40 @@ async fn origin_is_checked_against_the_allow_list() {
     connect(&app, &t, &[("origin", "https://app.example.com")]).await.expect("allowed origin");
     let t = ticket(&app, &u.token).await;
     connect(&app, &t, &[]).await.expect("no Origin: a non-browser client");
+
+    // The refusal tells the page's developer which setting allows an origin.
+    let t = ticket(&app, &u.token).await;
+    let res = app
+        .req(Method::GET, &format!("/ws?ticket={t}"), None)
+        .header("origin", "https://evil.example.com")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(res, StatusCode::FORBIDDEN).await;
+    assert!(body["detail"].as_str().unwrap().contains("CIFIX_CORS_ORIGINS"), "{body}");
+    // A plain request that is no upgrade at all: a 400 that says so.
+    let body = problem(app.get(&format!("/ws?ticket={t}"), None).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["type"], "urn:cifix:problem:websocket-upgrade-required");
+}
+
+/// A browser's `EventSource` sends no headers: it opens `/events` with a ticket instead.
+#[tokio::test]
+async fn an_event_source_opens_the_stream_with_a_single_use_ticket() {
+    let app = TestApp::spawn().await;
+    let w = world(&app, 1, 1).await;
+    let t = ticket(&app, &w.student.token).await;
+    let mut sse = Sse::open_with_ticket(&app, &t).await;
+    complete(&app, &w, 0).await;
+    let got = sse.collect("progress.updated", 1).await;
+    assert_eq!(got[0].data["type"], "progress.updated");
+    // Spent: the same ticket again is refused, as are a made-up one and none at all.
+    problem(app.get(&format!("/events?ticket={t}"), None).await, StatusCode::UNAUTHORIZED).await;
+    problem(app.get("/events?ticket=not-a-ticket", None).await, StatusCode::UNAUTHORIZED).await;
+    problem(app.get("/events", None).await, StatusCode::UNAUTHORIZED).await;
 }
 
 #[tokio::test]

@@ -97,10 +97,22 @@ async fn user(app: &TestApp, email: &str) -> (Value, String, String) {
 }
 
 /// Asserts that `token` is refused on an authenticated endpoint with a 401 problem.
+const INVALID_TOKEN: &str =
+    r#"Bearer realm="cifix", error="invalid_token", error_description="the access token is invalid""#;
+const EXPIRED_TOKEN: &str =
+    r#"Bearer realm="cifix", error="invalid_token", error_description="the access token expired""#;
+
+fn challenge(res: &reqwest::Response) -> String {
+    res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// Refused as a token to sign in again for: nothing says that refreshing would help.
 async fn assert_rejected(app: &TestApp, token: &str, what: &str) {
     let res = app.get("/me", Some(token)).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{what}: must be 401");
-    problem(res, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(challenge(&res), INVALID_TOKEN, "{what}");
+    let body = problem(res, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(body["type"], "urn:cifix:problem:unauthorized", "{what}");
     // The same token on a state-changing endpoint is refused too.
     let res = app.post("/auth/logout-all", Some(token), json!({})).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{what}: logout-all must be 401");

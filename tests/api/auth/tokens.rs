@@ -138,7 +138,15 @@ async fn expired_and_not_yet_valid_tokens_are_401() {
     expired["iat"] = json!(now - 3600);
     expired["nbf"] = json!(now - 3600);
     expired["exp"] = json!(now - 120);
-    assert_rejected(&app, &forge(&expired), "expired two minutes ago").await;
+    // A genuine token past its lifetime says so, so that the client refreshes instead of
+    // sending the user to the sign-in page.
+    let res = app.get("/me", Some(&forge(&expired))).await;
+    assert_eq!(challenge(&res), EXPIRED_TOKEN);
+    let body = problem(res, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(body["type"], "urn:cifix:problem:token-expired");
+    // The same claims under another key are not ours: invalid, not expired.
+    let forged = sign(&expired, "another-secret-0123456789abcdef-xyz", Some(kid_for(JWT_SECRET)), Algorithm::HS256);
+    assert_rejected(&app, &forged, "expired and forged").await;
 
     let mut early = claims(&id, &sid);
     early["iat"] = json!(now);
@@ -153,6 +161,15 @@ async fn expired_and_not_yet_valid_tokens_are_401() {
     let mut no_nbf = claims(&id, &sid);
     no_nbf.as_object_mut().unwrap().remove("nbf");
     assert_rejected(&app, &forge(&no_nbf), "no nbf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_token_is_challenged_without_an_error_code() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/me", None).await;
+    // RFC 6750 §3.1: no error code when the request carried no credentials.
+    assert_eq!(challenge(&res), r#"Bearer realm="cifix""#);
+    problem(res, StatusCode::UNAUTHORIZED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

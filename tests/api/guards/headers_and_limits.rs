@@ -78,6 +78,9 @@ async fn cors_allows_exactly_the_configured_origins() {
         assert_eq!(header(&res, "access-control-allow-origin").as_deref(), Some(allowed));
         let expose = header(&res, "access-control-expose-headers").unwrap_or_default().to_ascii_lowercase();
         assert!(expose.contains("x-request-id"), "clients can read the request id: {expose:?}");
+        for name in ["idempotent-replayed", "ratelimit-remaining", "retry-after", "www-authenticate"] {
+            assert!(expose.contains(name), "a page can read {name}: {expose:?}");
+        }
 
         let res = preflight(&app, "/auth/login", allowed).await;
         assert!(res.status().is_success(), "preflight {allowed}: {}", res.status());

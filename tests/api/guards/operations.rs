@@ -99,6 +99,9 @@ async fn swagger_ui_is_served_from_the_binary() {
         let res = app.get(asset, None).await;
         assert_eq!(res.status(), StatusCode::OK, "{asset}");
     }
+    // The online validator would send our document to swagger.io.
+    let init = app.get("/api/docs/swagger-initializer.js", None).await.text().await.unwrap();
+    assert!(init.contains(r#""validatorUrl": "none""#), "{init}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -224,6 +224,36 @@ async fn a_mistyped_field_is_422_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enum_given_another_json_type_is_422_naming_it() {
+    let app = TestApp::spawn().await;
+    let author = app.user("enum-author", "instructor").await;
+    for level in [json!(5), json!(true), json!({"a": 1}), json!(["beginner"])] {
+        let body = json!({"slug": "typed-levels", "title": "T", "summary": "", "level": level});
+        let p = problem(app.post("/courses", author.auth(), body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(error_fields(&p), vec!["level"], "{level}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_float_without_a_fraction_is_the_integer_it_equals() {
+    // JSON Schema counts 753.0 an integer, so a client generated from the document may send it.
+    let app = TestApp::spawn().await;
+    let author = app.user("float-author", "instructor").await;
+    let course = json!({"slug": "floats", "title": "Floats", "summary": "", "level": "beginner"});
+    let course = expect(app.post("/courses", author.auth(), course).await, StatusCode::CREATED).await;
+    let path = format!("/courses/{}/modules", s(&course["id"]));
+    let m = expect(app.post(&path, author.auth(), json!({"title": "One", "position": 1.0})).await, StatusCode::CREATED)
+        .await;
+    assert_eq!(m["position"], 1);
+    let p = problem(
+        app.post(&path, author.auth(), json!({"title": "Two", "position": 1.5})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(error_fields(&p), vec!["position"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_is_413() {
     let app = TestApp::spawn_with(|env| {
         env.insert("CIFIX_BODY_LIMIT_BYTES".into(), "1024".into());

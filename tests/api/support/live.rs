@@ -111,6 +111,15 @@ impl Sse {
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }
+        Self::start(req).await
+    }
+
+    /// As a browser's `EventSource` opens it: no headers, a ticket in the URL.
+    pub async fn open_with_ticket(app: &TestApp, ticket: &str) -> Sse {
+        Self::start(app.req(reqwest::Method::GET, &format!("/events?ticket={ticket}"), None)).await
+    }
+
+    async fn start(req: reqwest::RequestBuilder) -> Sse {
         // The harness client has a 30 s total timeout; a stream needs its own client.
         let res = req.timeout(Duration::from_secs(3600)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
