@@ -20,4 +20,6 @@ const enrolled = dashboard.enrollments_progress.find((p) => p.course_id === prog
 assert.ok(enrolled, "the dashboard lists the course just started");
 assert.equal(enrolled.completed_lessons, 1);
 assert.equal(dashboard.streak_days, 1);
+// This student has taken no assessment: the path is there, empty, not null.
+assert.deepEqual([dashboard.learning_path.generated_at, dashboard.learning_path.steps], [null, []]);
 console.log(`typescript client: pages of ${courses.length} and ${nextPage.length}, ${progress.course.percent}% of ${courses[0].slug}, streak ${dashboard.streak_days}`);

@@ -456,8 +456,9 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Server-Sent Events for the bearer's user. With `Last-Event-ID`, first the stored
-         *     notifications since then (from shortly before: dedupe by `id`), then live events.
+         * Server-Sent Events for the user of the bearer token or of `?ticket=`. With `Last-Event-ID`
+         *     (or `?last_event_id=`), first the stored notifications since then (from shortly before:
+         *     dedupe by `id`), then live events.
          */
         get: operations["events"];
         put?: never;
@@ -929,8 +930,9 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The WebSocket: `{id, type, data, created_at}` events for the ticket's user. 403 for a
-         *     disallowed `Origin`, 401 for a bad ticket, 429 past 5 live connections per user.
+         * The WebSocket: `{id, type, data, created_at}` events for the ticket's user. 400 for a
+         *     request that is not a WebSocket upgrade, 403 for a disallowed `Origin`, 401 for a bad
+         *     ticket, 429 past 5 live connections per user.
          */
         get: operations["websocket"];
         put?: never;
@@ -999,6 +1001,11 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description The metric an achievement rule is about.
+         * @enum {string}
+         */
+        AchievementKind: "lessons_completed" | "modules_completed" | "courses_completed" | "streak_days" | "assessment_score" | "projects_approved";
         AchievementView: {
             code: string;
             description: string;
@@ -1204,14 +1211,16 @@ export interface components {
             updated_at: string;
         };
         CreateClient: {
-            /** @description 1 to 100 characters, for people: "Streamlit assessment (prod)". */
             name: string;
         };
         Dashboard: {
             /** @description Progress in the first 100 enrollments (all of them through `/me/progress`). */
             enrollments_progress: components["schemas"]["CourseProgress"][];
-            /** @description The latest learning path (as `GET /me/learning-path`); null before the first assessment. */
-            learning_path?: unknown;
+            /**
+             * @description Exactly what `GET /me/learning-path` returns: before the first assessment,
+             *     `generated_at` is null and `steps` empty.
+             */
+            learning_path: components["schemas"]["LearningPathView"];
             /** @description The five most recent awards. */
             recent_achievements: components["schemas"]["AwardView"][];
             /**
@@ -1306,12 +1315,11 @@ export interface components {
             title: string;
         };
         LessonPatch: {
-            /** @description An empty string removes the content. */
             content?: string | null;
             kind?: components["schemas"]["LessonKind"] | null;
             /**
              * Format: int32
-             * @description 1-based new position within its module.
+             * @description 1-based new position within its module (past the end: last).
              */
             position?: number | null;
             title?: string | null;
@@ -1363,7 +1371,7 @@ export interface components {
         ModulePatch: {
             /**
              * Format: int32
-             * @description 1-based new position within the course; the others close up around it.
+             * @description 1-based new position within the course (past the end: last); the others close up around it.
              */
             position?: number | null;
             title?: string | null;
@@ -1393,25 +1401,23 @@ export interface components {
             code: string;
             description: string;
             icon?: string | null;
-            kind: string;
+            kind: components["schemas"]["AchievementKind"];
             /** @description `{"count": n}` (n ≥ 1) for counts, `{"days": n}` for streaks, `{"min_score": 0..100}`. */
             threshold: Record<string, never>;
             title: string;
         };
         NewCourse: {
             level: components["schemas"]["Level"];
-            /** @description 3 to 64 characters of `a-z`, `0-9` and `-`; unique. */
             slug: string;
             summary: string;
             title: string;
         };
         NewLesson: {
-            /** @description A URL or a markdown body, up to 200,000 characters. */
             content?: string | null;
             kind: components["schemas"]["LessonKind"];
             /**
              * Format: int32
-             * @description 1-based; omitted appends. Later lessons move down by one.
+             * @description 1-based; omitted or past the end appends. Later lessons move down by one.
              */
             position?: number | null;
             title: string;
@@ -1419,7 +1425,7 @@ export interface components {
         NewModule: {
             /**
              * Format: int32
-             * @description 1-based; omitted appends. Later modules move down by one.
+             * @description 1-based; omitted or past the end appends. Later modules move down by one.
              */
             position?: number | null;
             title: string;
@@ -1660,7 +1666,6 @@ export interface components {
             events: components["schemas"]["ProgressEvent"][];
         };
         ProgressEvent: {
-            /** @description Client-chosen, unique per user (1 to 100 characters). A repeat is skipped. */
             event_id: string;
             /** Format: uuid */
             lesson_id: string;
@@ -1701,7 +1706,6 @@ export interface components {
         RegisterRequest: {
             display_name: string;
             email: string;
-            /** @description 8 to 128 characters; common passwords are refused. */
             password: string;
         };
         RejectedEvent: {
@@ -1710,7 +1714,6 @@ export interface components {
             reason: string;
         };
         ResetRequest: {
-            /** @description Same rules as at registration. */
             new_password: string;
             token: string;
         };
@@ -1722,11 +1725,11 @@ export interface components {
             completed_at: string;
             /** @description Anything the tool wants kept (answers, timings), at most 64 KiB serialized. */
             details?: Record<string, never> | null;
-            /** @description The tool's id for this result, 1 to 128 printable characters; the idempotency key. */
             external_id: string;
             launch_token?: string | null;
             /** Format: double */
             overall_score: number;
+            /** @description Each skill once. */
             skills: components["schemas"]["SkillScore"][];
         };
         /** @enum {string} */
@@ -1904,7 +1907,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -2199,7 +2202,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -3761,7 +3764,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -4070,7 +4073,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -4173,7 +4176,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -4373,7 +4376,7 @@ export interface operations {
                 token: string;
             };
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -4452,7 +4455,16 @@ export interface operations {
     };
     events: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description From `POST /realtime/ticket`, instead of the bearer token: a browser's `EventSource`
+                 *     sends no headers. Single use: after an error, open a new `EventSource` with a new ticket
+                 *     and `last_event_id`.
+                 */
+                ticket?: string;
+                /** @description As the `Last-Event-ID` header, for a new `EventSource` that resumes an earlier stream. */
+                last_event_id?: string;
+            };
             header?: {
                 /** @description The last event id received */
                 "Last-Event-ID"?: string | null;
@@ -6100,7 +6112,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -6181,7 +6193,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -6449,7 +6461,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -6894,7 +6906,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotency-Replayed: true`) for 24 hours. */
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
                 "Idempotency-Key"?: string;
             };
             path: {
@@ -7256,6 +7268,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description Not a WebSocket upgrade request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unauthorized */
             401: {
                 headers: {
@@ -7278,6 +7299,15 @@ export interface operations {
             };
             /** @description A field, query parameter or header is invalid; `errors` names each one. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The connection cannot be upgraded */
+            426: {
                 headers: {
                     [name: string]: unknown;
                 };
