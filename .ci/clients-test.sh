@@ -23,8 +23,12 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)
 TMP="$(mktemp -d)"
 PIDS=()
 cleanup() {
-  local pid
+  local status=$? pid log
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  if [ "$status" != 0 ]; then
+    for log in "$TMP"/*/server.log; do [ -f "$log" ] && { echo "--- $log (last lines)"; tail -n 20 "$log"; }; done >&2
+    echo "clients-test: FAILED" >&2
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -98,8 +102,10 @@ step "clients/round-trip.sh (twice on one server: every run picks fresh names)"
 BASE="$MAIN_URL" clients/round-trip.sh
 BASE="$MAIN_URL" clients/round-trip.sh | tail -n 1
 
-eval "$(CIFIX_URL="$MAIN_URL" "$PY" .ci/clients-provision.py CIFIX_)"
-eval "$(CIFIX_URL="$SHORT_URL" "$PY" .ci/clients-provision.py CIFIX_SHORT_)"
+# Assigned first: a failure inside eval's argument would not stop the script.
+main_env="$(CIFIX_URL="$MAIN_URL" "$PY" .ci/clients-provision.py CIFIX_)"
+short_env="$(CIFIX_URL="$SHORT_URL" "$PY" .ci/clients-provision.py CIFIX_SHORT_)"
+eval "$main_env" "$short_env"
 [ -n "$CIFIX_COURSE_ID" ] || die "seed-demo did not create python-first-steps"
 
 step "typescript: usage.ts against the server"
