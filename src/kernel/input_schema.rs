@@ -14,9 +14,9 @@ pub const NO_CONTROLS: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
 pub const TEXT: &str = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$";
 /// No control character, and at least one that is not white space (what `str::trim` removes).
 pub const TITLE: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$";
-/// WHATWG's "valid email address" with the local part bounded as SMTP bounds it; spaces
-/// around it (a pasted address) are dropped.
-pub const EMAIL: &str = r"^ *[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)* *$";
+/// WHATWG's "valid email address" with the local part bounded as SMTP bounds it. Nothing
+/// around it: a browser's `<input type=email>` already strips what a paste brings along.
+pub const EMAIL: &str = r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$";
 pub const EMAIL_MAX: usize = 254;
 pub const SLUG: &str = r"^[a-z0-9-]{3,64}$";
 /// Any password of 8 to 128 characters; which ones are too common only the server knows.

@@ -265,8 +265,23 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
         vec![("A".into(), 1), ("B".into(), 2), ("C".into(), 3), ("D".into(), 4), ("E".into(), 5)]
     );
 
-    // Out of range: 0, and beyond the end (+1 is the end for an insert).
-    for bad in [0, 7, -1] {
+    // Beyond the end is the end: the client cannot know the count, and wants it last.
+    let last = expect(
+        app.send_json(
+            Method::POST,
+            &format!("/courses/{cid}/modules"),
+            t.auth(),
+            json!({"title": "Z", "position": 70}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(last["position"], 6);
+    expect(app.delete(&format!("/modules/{}", last["id"].as_str().unwrap()), t.auth()).await, StatusCode::NO_CONTENT)
+        .await;
+    // Before the start is no position at all.
+    for bad in [0, -1] {
         let p = problem(
             app.send_json(
                 Method::POST,
@@ -310,11 +325,13 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
         positions(&outline["modules"]),
         vec![("A".into(), 1), ("B".into(), 2), ("D".into(), 3), ("E2".into(), 4)]
     );
-    problem(
+    // A move past the end stays last.
+    let moved = expect(
         app.send_json(Method::PATCH, &format!("/modules/{eid}"), t.auth(), json!({"position": 5})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::OK,
     )
     .await;
+    assert_eq!(moved["position"], 4);
 
     // Lessons follow the same rules within their module.
     let mid = outline["modules"][0]["id"].as_str().unwrap().to_string();
@@ -355,9 +372,9 @@ async fn positions_stay_dense_and_unique_through_inserts_moves_and_deletes() {
 
     // Every change left an audit row.
     for (action, n) in [
-        ("module.create", 5),
+        ("module.create", 6),
         ("module.update", 2),
-        ("module.delete", 2),
+        ("module.delete", 3),
         ("lesson.create", 4),
         ("lesson.update", 1),
         ("lesson.delete", 1),
