@@ -43,7 +43,7 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
     /// `WWW-Authenticate` of a 401 (RFC 9110 §11.6.1: every 401 carries one).
-    pub challenge: Option<String>,
+    pub challenge: Option<&'static str>,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -89,20 +89,20 @@ impl ApiError {
     /// An access token was sent and refused. `expired` only for a genuine token past its
     /// lifetime: the client should refresh; otherwise it should sign in again.
     pub fn invalid_token(expired: bool) -> Self {
-        let (slug, description) = if expired {
-            ("token-expired", "the access token expired")
+        let (slug, description, challenge) = if expired {
+            ("token-expired", "the access token expired", EXPIRED_CHALLENGE)
         } else {
-            ("unauthorized", "the access token is invalid")
+            ("unauthorized", "the access token is invalid", INVALID_CHALLENGE)
         };
         let mut e =
             Self::new(StatusCode::UNAUTHORIZED, slug, format!("{description}; a valid access token is required"));
-        e.challenge = Some(format!(r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{description}""#));
+        e.challenge = Some(challenge);
         e
     }
     /// A machine call (`/integrations/*`) without a valid signature.
     pub fn unsigned(slug: &'static str, detail: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, slug, detail);
-        e.challenge = Some(r#"CIFIX-HMAC-SHA256 realm="cifix-integrations""#.to_string());
+        e.challenge = Some(r#"CIFIX-HMAC-SHA256 realm="cifix-integrations""#);
         e
     }
     pub fn not_found() -> Self {
@@ -184,16 +184,18 @@ impl IntoResponse for ApiError {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            let challenge = self.challenge.as_deref().unwrap_or(BEARER_CHALLENGE);
-            if let Ok(v) = HeaderValue::from_str(challenge) {
-                h.insert(header::WWW_AUTHENTICATE, v);
-            }
+            let challenge = self.challenge.unwrap_or(BEARER_CHALLENGE);
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         res
     }
 }
 
 const BEARER_CHALLENGE: &str = r#"Bearer realm="cifix""#;
+const INVALID_CHALLENGE: &str =
+    r#"Bearer realm="cifix", error="invalid_token", error_description="the access token is invalid""#;
+const EXPIRED_CHALLENGE: &str =
+    r#"Bearer realm="cifix", error="invalid_token", error_description="the access token expired""#;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
