@@ -46,7 +46,7 @@ mod tests {
 
     #[test]
     fn signatures_match_the_documented_scheme() {
-        // The same vector is in clients/python/test_client.py.
+        // The same vector is in clients/python/tests/test_client.py.
         let key = signing_key_hex("s3cret");
         let msg = string_to_sign("1700000000", "abcdefghijklmnop", "post", "/api/v1/x", b"{}");
         assert_eq!(

@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     extract::{ApiJson, ApiQuery, Auth, Ctx, ListParams, parse_json},
-    machine::MachineClient,
+    machine::{MachineClient, MachineHeaders},
     policy,
     problem::{ApiResult, PathId, Problem},
 };
@@ -95,12 +95,7 @@ async fn user_learning_path(
 /// (nothing changes); 409 for the same `external_id` with another body, an assessment that
 /// already has other results, or one that expired; 422 naming each invalid field.
 #[utoipa::path(post, path = "/integrations/assessments/results", tag = "integrations", request_body = ResultsInput,
-    params(
-        ("X-Cifix-Client" = String, Header, description = "client id"),
-        ("X-Cifix-Timestamp" = String, Header, description = "unix seconds, within 300 s of the server clock"),
-        ("X-Cifix-Nonce" = String, Header, description = "16 to 64 characters of [A-Za-z0-9_-], never reused"),
-        ("X-Cifix-Signature" = String, Header, description = "v1=hex(HMAC-SHA256(SHA-256(secret), string to sign))"),
-    ),
+    params(MachineHeaders), security(("cifix_signature" = [])),
     responses((status = 201, body = AssessmentView), (status = 200, body = AssessmentView), (status = 401, body = Problem),
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 async fn results(
@@ -121,6 +116,7 @@ pub struct LaunchRequest {
 
 /// The tool resolves a launch token to the student being assessed (signed machine request).
 #[utoipa::path(post, path = "/integrations/assessments/launch", tag = "integrations", request_body = LaunchRequest,
+    params(MachineHeaders), security(("cifix_signature" = [])),
     responses((status = 200, body = LaunchInfo), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn launch(State(s): State<AppState>, m: MachineClient) -> ApiResult<Json<LaunchInfo>> {
     let b: LaunchRequest = parse_json(&m.body)?;

@@ -11,6 +11,26 @@ use axum::{
 use super::problem::ApiError;
 use crate::{assessments::SignedRequest, state::AppState};
 
+/// The headers of a signed machine request, for the OpenAPI document (the README shows how to
+/// compute them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct MachineHeaders {
+    /// The client id.
+    #[param(rename = "X-Cifix-Client")]
+    client: uuid::Uuid,
+    /// Unix seconds, within 300 s of the server clock.
+    #[param(rename = "X-Cifix-Timestamp", pattern = "^[0-9]{1,12}$")]
+    timestamp: String,
+    /// 16 to 64 characters of `[A-Za-z0-9_-]`, never reused.
+    #[param(rename = "X-Cifix-Nonce", pattern = "^[A-Za-z0-9_-]{16,64}$")]
+    nonce: String,
+    /// `v1=` and hex(HMAC-SHA256(SHA-256(secret), string to sign)).
+    #[param(rename = "X-Cifix-Signature", pattern = "^v1=[0-9a-f]{64}$")]
+    signature: String,
+}
+
 /// Largest integration body. `details` is limited to 64 KiB; the rest is headroom for skills.
 pub const MAX_MACHINE_BODY: usize = 256 * 1024;
 

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
 use super::problem::Problem;
@@ -28,6 +28,15 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        // Integration clients sign each request (X-Cifix-Client, -Timestamp, -Nonce, -Signature);
+        // the signature header stands for the scheme here.
+        components.add_security_scheme(
+            "cifix_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Cifix-Signature",
+                "HMAC-SHA256 over timestamp, nonce, method, path and body hash; see the README",
+            ))),
         );
     }
 }

@@ -4539,7 +4539,16 @@ export interface operations {
     launch: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description The client id. */
+                "X-Cifix-Client": string;
+                /** @description Unix seconds, within 300 s of the server clock. */
+                "X-Cifix-Timestamp": string;
+                /** @description 16 to 64 characters of `[A-Za-z0-9_-]`, never reused. */
+                "X-Cifix-Nonce": string;
+                /** @description `v1=` and hex(HMAC-SHA256(SHA-256(secret), string to sign)). */
+                "X-Cifix-Signature": string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -4567,7 +4576,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Unauthorized */
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
             401: {
                 headers: {
                     /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
@@ -4651,13 +4660,13 @@ export interface operations {
         parameters: {
             query?: never;
             header: {
-                /** @description client id */
+                /** @description The client id. */
                 "X-Cifix-Client": string;
-                /** @description unix seconds, within 300 s of the server clock */
+                /** @description Unix seconds, within 300 s of the server clock. */
                 "X-Cifix-Timestamp": string;
-                /** @description 16 to 64 characters of [A-Za-z0-9_-], never reused */
+                /** @description 16 to 64 characters of `[A-Za-z0-9_-]`, never reused. */
                 "X-Cifix-Nonce": string;
-                /** @description v1=hex(HMAC-SHA256(SHA-256(secret), string to sign)) */
+                /** @description `v1=` and hex(HMAC-SHA256(SHA-256(secret), string to sign)). */
                 "X-Cifix-Signature": string;
             };
             path?: never;
@@ -4696,7 +4705,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Unauthorized */
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
             401: {
                 headers: {
                     /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
