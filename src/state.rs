@@ -11,7 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     admin::AdminService,
     assessments::{AssessmentService, engine::LearningRules},
-    auth::{AuthService, password::Hasher, tokens::TokenKeys},
+    auth::{AuthService, password::Hasher, throttle::LoginThrottle, tokens::TokenKeys},
     catalog::CatalogService,
     config::Config,
     email::EmailService,
@@ -37,7 +37,7 @@ pub struct Inner {
     pub progress: ProgressService,
     pub assessments: AssessmentService,
     pub email: EmailService,
-    pub limiter: RateLimiter,
+    pub limiter: Arc<RateLimiter>,
     pub events: EventBus,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
@@ -134,10 +134,10 @@ impl AppState {
             Some(url) => Some(Arc::new(Redis::new(url, &config.redis_prefix).context("REDIS_URL")?)),
             None => None,
         };
-        let limiter = match &redis {
+        let limiter = Arc::new(match &redis {
             Some(r) => RateLimiter::redis(r.clone()),
             None => RateLimiter::local(),
-        };
+        });
         let email = EmailService::new(&config, db.clone(), &secret);
         let shutdown = CancellationToken::new();
         let events = match &redis {
@@ -150,6 +150,12 @@ impl AppState {
             keys,
             refresh_ttl: config.refresh_token_ttl,
             max_failed_logins_per_hour: config.max_failed_logins_per_hour,
+            throttle: LoginThrottle {
+                limiter: limiter.clone(),
+                per_minute: config.login_account_rate_limit_per_minute,
+                per_hour: config.max_failed_logins_per_hour,
+                limits: config.limits.clone(),
+            },
             email: email.clone(),
             events: events.clone(),
         };

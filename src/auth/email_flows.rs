@@ -163,6 +163,7 @@ impl AuthService {
         .await?;
         self.events.disconnect_after_commit(&txn, user_id);
         txn.commit().await?;
+        self.throttle.forgive(&u.email).await;
         Ok(())
     }
 

@@ -8,9 +8,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use ipnet::IpNet;
 
 mod email;
+mod limits;
 
 pub use email::EmailConfig;
 use email::email_config;
+pub use limits::Limits;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {message}")]
@@ -88,6 +90,7 @@ pub struct Config {
     /// A learning-rules file replacing the bundled `config/learning-rules.json`.
     pub learning_rules_path: Option<PathBuf>,
     pub email: EmailConfig,
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Config {
@@ -216,6 +219,7 @@ impl Config {
         };
 
         let email = email_config(&var, env, &positive)?;
+        let limits = limits::limits(&var, &positive)?;
 
         Ok(Config {
             env,
@@ -271,7 +275,7 @@ impl Config {
             )? as u32,
             auth_rate_limit_per_minute: positive(
                 "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE",
-                parse(&var, "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE", 20)?,
+                parse(&var, "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE", 300)?,
             )? as u32,
             login_account_rate_limit_per_minute: positive(
                 "CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE",
@@ -293,6 +297,7 @@ impl Config {
             )?),
             learning_rules_path: var("CIFIX_LEARNING_RULES_PATH").map(PathBuf::from),
             email,
+            limits,
         })
     }
 
@@ -330,7 +335,7 @@ pub(crate) fn parse_bool(
     }
 }
 
-fn list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+pub(crate) fn list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
     var(name)
         .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default()
@@ -399,6 +404,11 @@ mod tests {
             ("CIFIX_EMAIL_RETRY_BASE_MS", "-1"),
             ("CIFIX_EMAIL_WORKER", "maybe"),
             ("CIFIX_SES_WEBHOOK_SECRET", "short"),
+            ("CIFIX_AUTH_SHARED_NETWORKS", "10.0.0.0/40"),
+            ("CIFIX_AUTH_FAILURES_PER_MINUTE", "0"),
+            ("CIFIX_MAX_CONNECTIONS", "0"),
+            ("CIFIX_HEADER_READ_TIMEOUT_SECS", "soon"),
+            ("CIFIX_MAX_PENDING_ASSESSMENTS", "0"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert_eq!(e.var, k, "{e}");

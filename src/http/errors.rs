@@ -141,6 +141,9 @@ impl From<AuthError> for ApiError {
                 retry_after_secs,
                 "too many failed sign-in attempts for this account; try again later",
             ),
+            AuthError::TooManyRegistrations { retry_after_secs } => {
+                ApiError::too_many(retry_after_secs, "too many new accounts from this address; try again later")
+            }
             AuthError::InvalidRefreshToken => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid-refresh-token",

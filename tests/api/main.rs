@@ -11,6 +11,7 @@ mod auth;
 mod catalog;
 mod email;
 mod guards;
+mod hardening;
 mod outages;
 mod policies;
 mod process;

@@ -182,6 +182,8 @@ pub async fn base_env_on(dir: &TempDir, backend: Backend) -> (HashMap<String, St
     env.insert("CIFIX_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     env.insert("CIFIX_AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     env.insert("CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
+    env.insert("CIFIX_AUTH_FAILURES_PER_MINUTE".into(), "100000".into());
+    env.insert("CIFIX_REGISTRATIONS_PER_HOUR".into(), "100000".into());
     if backend == Backend::Postgres {
         let prefix = format!("{REDIS_PREFIX}{}:", Uuid::new_v4().simple());
         env.insert("REDIS_URL".into(), redis_url());
