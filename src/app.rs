@@ -1,7 +1,9 @@
 //! Running the application: the HTTP server and the outbox worker, on a state built by
 //! [`crate::state::AppState::build`].
 
-use std::{net::SocketAddr, time::Duration};
+mod listener;
+
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -55,6 +57,7 @@ pub async fn serve(
     } else {
         None
     };
+    let state_config = state.config.clone();
     let app = http::router(state);
     tokio::spawn(async move {
         shutdown.await;
@@ -77,12 +80,14 @@ pub async fn serve(
         let _ = drain_started_w.set(tokio::time::Instant::now());
     });
     let mut rx_deadline = rx.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-            tracing::info!("shutting down: no new connections, draining in-flight requests");
-        },
-    );
+    let settings = listener::Settings {
+        max_connections: connection_cap(&state_config),
+        header_read_timeout: state_config.limits.header_read_timeout,
+    };
+    let server = listener::run(listener, app, settings, async move {
+        let _ = rx.wait_for(|v| *v).await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+    });
     let deadline = async move {
         let _ = rx_deadline.wait_for(|v| *v).await;
         tokio::time::sleep(grace).await;
@@ -107,6 +112,11 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The connection cap: configured, or what the file-descriptor limit leaves.
+fn connection_cap(config: &crate::config::Config) -> usize {
+    config.limits.max_connections.unwrap_or_else(|| listener::default_max_connections(config.db_max_connections))
 }
 
 pub async fn shutdown_signal() {

@@ -175,6 +175,7 @@ impl AppState {
             tool_url: config.assessment_tool_url.clone(),
             launch_ttl: config.assessment_launch_ttl,
             secret_overlap: config.integration_secret_overlap,
+            max_pending: config.limits.max_pending_assessments,
         };
         Ok(AppState(Arc::new(Inner {
             config,

@@ -1,6 +1,8 @@
 //! What a hostile review found: real users blocked by limits meant for attackers, slow and
 //! greedy clients, secrets and data at rest, content and audit. Each test fails without its fix.
 
+mod caps;
+mod connections;
 mod sign_in_limits;
 
 use std::collections::HashMap;
