@@ -103,6 +103,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The key that seals stored secrets. In development without `CIFIX_SECRETS_KEY` it is derived
+/// from the JWT secret (generated into the data dir when not set), so it survives restarts and
+/// instances sharing a JWT secret share it; production refuses to start without one.
+fn sealer(config: &Config, jwt_secret: &[u8]) -> crate::kernel::sealed::Sealer {
+    use hmac::{Hmac, Mac};
+    let key = config.secrets.key.unwrap_or_else(|| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(jwt_secret).expect("HMAC accepts any key length");
+        mac.update(b"cifix development secrets key");
+        mac.finalize().into_bytes().into()
+    });
+    crate::kernel::sealed::Sealer::new(&key, &config.secrets.previous_keys)
+}
+
 pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     Db::connect(&config.database_url, config.db_max_connections, config.db_acquire_timeout)
         .await
@@ -176,7 +189,18 @@ impl AppState {
             launch_ttl: config.assessment_launch_ttl,
             secret_overlap: config.integration_secret_overlap,
             max_pending: config.limits.max_pending_assessments,
+            sealer: sealer(&config, &secret),
         };
+        if db.is_migrated().await.unwrap_or(false) {
+            // Rows written before keys were sealed, or under a key since rotated, are sealed
+            // under the current key now; until then they still open, so a failure here only
+            // delays that.
+            match assessments.reseal_client_keys().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(values = n, "sealed stored client signing keys under the current key"),
+                Err(e) => tracing::warn!(error = %e, "sealing stored client signing keys failed; retried at next start"),
+            }
+        }
         Ok(AppState(Arc::new(Inner {
             config,
             catalog: CatalogService::new(

@@ -79,6 +79,8 @@ pub struct AssessmentService {
     pub secret_overlap: Duration,
     /// Pending (unfinished, unexpired) assessments a student may hold at once.
     pub max_pending: u32,
+    /// Seals the clients' signing keys at rest.
+    pub sealer: crate::kernel::sealed::Sealer,
 }
 
 impl AssessmentService {

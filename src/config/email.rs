@@ -55,6 +55,16 @@ pub(super) fn email_config(
             return Err(err("SMTP_URL", "tls=opportunistic can be downgraded; use tls=required in production"));
         }
     }
+    // Mail written to files on a production server reaches nobody, and nobody notices.
+    if env == Environment::Production
+        && smtp_url.is_none()
+        && !parse_bool(var, "CIFIX_ALLOW_FILE_EMAIL_IN_PRODUCTION", false)?
+    {
+        return Err(err(
+            "SMTP_URL",
+            "is required with CIFIX_ENV=production; set CIFIX_ALLOW_FILE_EMAIL_IN_PRODUCTION=true to write .eml files instead",
+        ));
+    }
     let from = var("CIFIX_MAIL_FROM").unwrap_or_else(|| "CIFIX LEARN <no-reply@localhost>".into());
     if from.chars().any(char::is_control) || from.parse::<lettre::message::Mailbox>().is_err() {
         return Err(err("CIFIX_MAIL_FROM", "must be an address like \"CIFIX LEARN <no-reply@example.com>\""));

@@ -9,10 +9,12 @@ use ipnet::IpNet;
 
 mod email;
 mod limits;
+mod secrets;
 
 pub use email::EmailConfig;
 use email::email_config;
 pub use limits::Limits;
+pub use secrets::SecretsConfig;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {message}")]
@@ -91,6 +93,7 @@ pub struct Config {
     pub learning_rules_path: Option<PathBuf>,
     pub email: EmailConfig,
     pub limits: Limits,
+    pub secrets: SecretsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -103,6 +106,8 @@ impl std::fmt::Debug for Config {
             .field("database", &redact_url(&self.database_url))
             .field("redis", &self.redis_url.as_deref().map(redact_url))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("secrets_key", &self.secrets.key.as_ref().map(|_| "<set>"))
+            .field("metrics_token", &self.secrets.metrics_token.as_ref().map(|_| "<set>"))
             .field("smtp", &self.email.smtp_url.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
@@ -220,6 +225,7 @@ impl Config {
 
         let email = email_config(&var, env, &positive)?;
         let limits = limits::limits(&var, &positive)?;
+        let secrets = secrets::secrets_config(&var, env)?;
 
         Ok(Config {
             env,
@@ -298,6 +304,7 @@ impl Config {
             learning_rules_path: var("CIFIX_LEARNING_RULES_PATH").map(PathBuf::from),
             email,
             limits,
+            secrets,
         })
     }
 
@@ -376,14 +383,23 @@ mod tests {
         let long = "x".repeat(32);
         let e = cfg(&[("CIFIX_ENV", "production"), ("CIFIX_JWT_SECRET", &long)]).unwrap_err();
         assert_eq!(e.var, "DATABASE_URL");
-        assert!(
-            cfg(&[
-                ("CIFIX_ENV", "production"),
-                ("CIFIX_JWT_SECRET", &long),
-                ("CIFIX_ALLOW_SQLITE_IN_PRODUCTION", "true")
-            ])
-            .is_ok()
-        );
+        let prod = [
+            ("CIFIX_ENV", "production"),
+            ("CIFIX_JWT_SECRET", long.as_str()),
+            ("CIFIX_ALLOW_SQLITE_IN_PRODUCTION", "true"),
+            ("SMTP_URL", "smtps://u:p@email-smtp.example.com"),
+            ("CIFIX_MAIL_FROM", "CIFIX <no-reply@example.com>"),
+        ];
+        assert_eq!(cfg(&prod).unwrap_err().var, "CIFIX_SECRETS_KEY", "no sealing key, no start");
+        let key = "ab".repeat(32);
+        let c = cfg(&[prod.as_slice(), &[("CIFIX_SECRETS_KEY", key.as_str())]].concat()).unwrap();
+        assert!(!c.secrets.metrics_public, "metrics need a token or their own address in production");
+        let without_smtp: Vec<_> =
+            prod.iter().copied().filter(|(k, _)| !k.starts_with("SMTP") && !k.starts_with("CIFIX_MAIL")).collect();
+        let e = cfg(&[without_smtp.as_slice(), &[("CIFIX_SECRETS_KEY", key.as_str())]].concat()).unwrap_err();
+        assert_eq!(e.var, "SMTP_URL", "no silent .eml files in production");
+        let told = [("CIFIX_SECRETS_KEY", key.as_str()), ("CIFIX_ALLOW_FILE_EMAIL_IN_PRODUCTION", "true")];
+        assert!(cfg(&[without_smtp.as_slice(), &told].concat()).is_ok());
     }
 
     #[test]
@@ -409,6 +425,10 @@ mod tests {
             ("CIFIX_MAX_CONNECTIONS", "0"),
             ("CIFIX_HEADER_READ_TIMEOUT_SECS", "soon"),
             ("CIFIX_MAX_PENDING_ASSESSMENTS", "0"),
+            ("CIFIX_SECRETS_KEY", "too short"),
+            ("CIFIX_SECRETS_PREVIOUS_KEYS", "abcd"),
+            ("CIFIX_METRICS_TOKEN", "short"),
+            ("CIFIX_METRICS_BIND", "nowhere"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert_eq!(e.var, k, "{e}");

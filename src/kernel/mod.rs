@@ -7,4 +7,5 @@ pub mod facts;
 pub mod fields;
 pub mod input;
 pub mod pagination;
+pub mod sealed;
 pub mod streak;

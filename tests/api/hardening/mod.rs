@@ -3,6 +3,7 @@
 
 mod caps;
 mod connections;
+mod secrets;
 mod sign_in_limits;
 
 use std::collections::HashMap;

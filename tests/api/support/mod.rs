@@ -256,9 +256,16 @@ impl TestApp {
     /// A second instance on the same database and Redis prefix (a second `cifix serve` behind
     /// the same load balancer). Only meaningful on PostgreSQL + Redis.
     pub async fn spawn_peer(&self) -> TestApp {
+        self.spawn_peer_with(|_| {}).await
+    }
+
+    /// As [`TestApp::spawn_peer`], started with its environment changed by `customize` (a
+    /// restart with new settings, say).
+    pub async fn spawn_peer_with(&self, customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut env = self.env.clone();
         env.insert("CIFIX_DATA_DIR".into(), dir.path().display().to_string());
+        customize(&mut env);
         Self::spawn_env(dir, env, None).await
     }
 
