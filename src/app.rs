@@ -58,6 +58,10 @@ pub async fn serve(
         None
     };
     let state_config = state.config.clone();
+    let metrics_listener = match state.config.secrets.metrics_bind {
+        Some(addr) => Some(tokio::spawn(serve_metrics(state.clone(), addr))),
+        None => None,
+    };
     let app = http::router(state);
     tokio::spawn(async move {
         shutdown.await;
@@ -104,6 +108,9 @@ pub async fn serve(
         tracing::warn!(open = live_tasks.len(), "live connections still open at the drain deadline");
     }
     housekeeping.abort();
+    if let Some(m) = metrics_listener {
+        m.abort();
+    }
     if let Some(w) = email_worker {
         // The worker stops between passes; a send in flight gets a moment to finish, and if
         // it cannot, its lease expires and another worker delivers the email.
@@ -112,6 +119,28 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// `/metrics` alone on its own address (`CIFIX_METRICS_BIND`), for a scraper on a private
+/// network: no token, and nothing else of the API reachable there.
+async fn serve_metrics(state: AppState, addr: std::net::SocketAddr) {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "CIFIX_METRICS_BIND: cannot listen; metrics are not served there");
+            return;
+        }
+    };
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let state = state.clone();
+            async move { http::ops::render_metrics(&state) }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics listener stopped");
+    }
 }
 
 /// The connection cap: configured, or what the file-descriptor limit leaves.

@@ -132,6 +132,7 @@ mod tests {
                 ("DATABASE_URL", "postgres://x/y"),
                 ("SMTP_URL", url),
                 ("CIFIX_MAIL_FROM", "CIFIX <no-reply@example.com>"),
+                ("CIFIX_SECRETS_KEY", "ab".repeat(32).as_str()),
             ])
         };
         assert_eq!(prod("smtp://mail.example.com").unwrap_err().var, "SMTP_URL", "clear text to a remote host");

@@ -3,6 +3,7 @@
 
 mod caps;
 mod connections;
+mod operations;
 mod secrets;
 mod sign_in_limits;
 
