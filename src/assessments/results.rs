@@ -239,6 +239,10 @@ impl AssessmentService {
             (Some(a), _) | (None, Some(a)) => a,
             (None, None) => return Err(field("assessment_id", "give assessment_id or launch_token")),
         };
+        // A test cannot finish before it was started (allowing for the tool's clock).
+        if input.completed_at < a.created_at - chrono::Duration::seconds(COMPLETED_AT_SKEW_SECS) {
+            return Err(field("completed_at", "must not be before the assessment was started"));
+        }
 
         let skills_json = serde_json::to_value(&input.skills)?;
         let completed = assessment::Entity::update_many()

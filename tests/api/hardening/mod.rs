@@ -2,6 +2,7 @@
 //! greedy clients, secrets and data at rest, content and audit. Each test fails without its fix.
 
 mod caps;
+mod content;
 mod connections;
 mod operations;
 mod secrets;
@@ -9,8 +10,10 @@ mod sign_in_limits;
 
 use std::collections::HashMap;
 
+use hmac::{Hmac, Mac};
 use reqwest::{Method, Response};
-use serde_json::json;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::support::TestApp;
 
@@ -35,4 +38,21 @@ pub async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) ->
         .send()
         .await
         .unwrap()
+}
+
+/// A machine request signed with the README's scheme, the HMAC key given directly.
+pub fn signed(app: &TestApp, path: &str, client_id: &str, key: &[u8], body: &Value) -> reqwest::RequestBuilder {
+    let body = serde_json::to_vec(body).unwrap();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let msg = format!("{ts}\n{nonce}\nPOST\n{path}\n{}", hex::encode(Sha256::digest(&body)));
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(msg.as_bytes());
+    app.req(Method::POST, path, None)
+        .header("x-cifix-client", client_id)
+        .header("x-cifix-timestamp", ts)
+        .header("x-cifix-nonce", nonce)
+        .header("x-cifix-signature", format!("v1={}", hex::encode(mac.finalize().into_bytes())))
+        .header("content-type", "application/json")
+        .body(body)
 }

@@ -3,41 +3,24 @@
 //! and a rotated server key seals them again.
 
 use cifix::entities::integration_client;
-use hmac::{Hmac, Mac};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::signed;
 use crate::support::{TestApp, User, expect, s};
 
 const KEY_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const KEY_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 const LAUNCH: &str = "/api/v1/integrations/assessments/launch";
 
-/// The README's scheme, with the HMAC key given directly.
-fn signed(app: &TestApp, client_id: &str, key: &[u8], body: &Value) -> reqwest::RequestBuilder {
-    let body = serde_json::to_vec(body).unwrap();
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let nonce = Uuid::new_v4().simple().to_string();
-    let msg = format!("{ts}\n{nonce}\nPOST\n{LAUNCH}\n{}", hex::encode(Sha256::digest(&body)));
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(msg.as_bytes());
-    app.req(Method::POST, LAUNCH, None)
-        .header("x-cifix-client", client_id)
-        .header("x-cifix-timestamp", ts)
-        .header("x-cifix-nonce", nonce)
-        .header("x-cifix-signature", format!("v1={}", hex::encode(mac.finalize().into_bytes())))
-        .header("content-type", "application/json")
-        .body(body)
-}
-
 /// A launch call signed as the tool signs it: the key is SHA-256 of the secret.
 async fn launch_with_secret(app: &TestApp, client_id: &str, secret: &str, student: &User) -> StatusCode {
     let a = expect(app.post("/me/assessments", student.auth(), json!({})).await, StatusCode::CREATED).await;
     let body = json!({"launch_token": a["launch_token"]});
-    signed(app, client_id, &Sha256::digest(secret.as_bytes()), &body).send().await.unwrap().status()
+    signed(app, LAUNCH, client_id, &Sha256::digest(secret.as_bytes()), &body).send().await.unwrap().status()
 }
 
 async fn new_client(app: &TestApp, admin: &User, name: &str) -> (String, String) {
@@ -74,7 +57,7 @@ async fn what_the_table_holds_cannot_sign_and_the_tool_still_can() {
     let a = expect(app.post("/me/assessments", student.auth(), json!({})).await, StatusCode::CREATED).await;
     let body = json!({"launch_token": a["launch_token"]});
     for key in [at_rest.as_bytes().to_vec(), Sha256::digest(at_rest.as_bytes()).to_vec()] {
-        let res = signed(&app, &id, &key, &body).send().await.unwrap();
+        let res = signed(&app, LAUNCH, &id, &key, &body).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     // The tool, with its secret and the unchanged scheme.
