@@ -38,6 +38,8 @@ pub struct Inner {
     pub assessments: AssessmentService,
     pub email: EmailService,
     pub limiter: Arc<RateLimiter>,
+    /// Audits security refusals, bounded.
+    pub refusals: crate::kernel::audit::RefusalAudit,
     pub events: EventBus,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
@@ -217,6 +219,7 @@ impl AppState {
             admin,
             db,
             auth,
+            refusals: crate::kernel::audit::RefusalAudit { limiter: limiter.clone() },
             limiter,
             events,
             redis,

@@ -214,8 +214,8 @@ pub async fn run(
         };
         if let Ok(permit) = slots.clone().try_acquire_owned() {
             tracker.spawn(conn.serve(Counted { stream, _permit: permit }));
-        } else if registry.evict_one()
-            && let Ok(wait) = waiting.clone().try_acquire_owned()
+        } else if let Ok(wait) = waiting.clone().try_acquire_owned()
+            && registry.evict_one()
         {
             metrics::counter!("http_connections_evicted_total").increment(1);
             let (slots, refusing) = (slots.clone(), refusing.clone());

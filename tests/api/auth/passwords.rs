@@ -21,7 +21,7 @@ async fn password_length_is_8_to_128_characters() {
     assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 0);
 
     // The bounds themselves are fine, counted in characters rather than bytes.
-    for (i, pw) in ["Zq9!xk2#".to_string(), "Q".repeat(128), "é".repeat(128)].iter().enumerate() {
+    for (i, pw) in ["Zq9!xk2#".to_string(), "Qz9!".repeat(32), "éàüö".repeat(32)].iter().enumerate() {
         let email = format!("ok{i}@example.com");
         let res = register_with(&app, &email, pw).await;
         expect(res, StatusCode::CREATED).await;

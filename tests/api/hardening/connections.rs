@@ -1,6 +1,12 @@
 //! Slow and greedy clients: a slowloris, idle keep-alive connections, a full house.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use reqwest::StatusCode;
 use tokio::{
@@ -19,7 +25,7 @@ fn addr(app: &TestApp) -> String {
 }
 
 /// Trickles one header line every half second; true once the server has closed the socket.
-async fn trickle(mut s: TcpStream) -> bool {
+async fn trickle(mut s: TcpStream, closed_count: Arc<AtomicUsize>) -> bool {
     let mut buf = [0u8; 512];
     let closed = async {
         loop {
@@ -36,7 +42,9 @@ async fn trickle(mut s: TcpStream) -> bool {
             }
         }
     };
-    tokio::time::timeout(GUARD, closed).await.is_ok()
+    let closed = tokio::time::timeout(GUARD, closed).await.is_ok();
+    closed_count.fetch_add(1, Ordering::SeqCst);
+    closed
 }
 
 /// Reads until the server closes; what it sent, or `None` if it never closed.
@@ -59,15 +67,22 @@ async fn read_to_close(s: &mut TcpStream) -> Option<String> {
 async fn a_slowloris_of_three_hundred_sockets_is_shed_and_normal_requests_go_on() {
     let app = TestApp::spawn_with(|env| {
         env.insert("CIFIX_MAX_CONNECTIONS".into(), "64".into());
-        env.insert("CIFIX_HEADER_READ_TIMEOUT_SECS".into(), "2".into());
+        env.insert("CIFIX_HEADER_READ_TIMEOUT_SECS".into(), "5".into());
     })
     .await;
     let mut slow = Vec::new();
+    let closed = Arc::new(AtomicUsize::new(0));
     for _ in 0..300 {
         let mut s = TcpStream::connect(addr(&app)).await.unwrap();
         // The server may already have shed it; the trickle notices.
         let _ = s.write_all(b"GET /api/v1/me HTTP/1.1\r\nHost: cifix\r\n").await;
-        slow.push(tokio::spawn(trickle(s)));
+        slow.push(tokio::spawn(trickle(s, closed.clone())));
+    }
+    // Once the server has worked through the burst, at most the cap is left open.
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while closed.load(Ordering::SeqCst) < 300 - 64 {
+        assert!(tokio::time::Instant::now() < deadline, "the burst beyond the cap was not shed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Each normal request on a fresh connection, as a new visitor's would be.
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(GUARD).build().unwrap();

@@ -5,6 +5,7 @@ mod caps;
 mod content;
 mod connections;
 mod operations;
+mod refusals;
 mod secrets;
 mod sign_in_limits;
 
