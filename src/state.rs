@@ -200,7 +200,9 @@ impl AppState {
             match assessments.reseal_client_keys().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(values = n, "sealed stored client signing keys under the current key"),
-                Err(e) => tracing::warn!(error = %e, "sealing stored client signing keys failed; retried at next start"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sealing stored client signing keys failed; retried at next start")
+                }
             }
         }
         Ok(AppState(Arc::new(Inner {

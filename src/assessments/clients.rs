@@ -161,7 +161,10 @@ impl AssessmentService {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(self.secret_overlap).unwrap_or_default();
         integration_client::Entity::update_many()
-            .col_expr(integration_client::Column::KeyHash, Expr::value(self.sealer.seal(&signing_key(&secret), &id.to_string())))
+            .col_expr(
+                integration_client::Column::KeyHash,
+                Expr::value(self.sealer.seal(&signing_key(&secret), &id.to_string())),
+            )
             .col_expr(integration_client::Column::PreviousKeyHash, Expr::value(Some(c.key_hash.clone())))
             .col_expr(integration_client::Column::PreviousValidUntil, Expr::value(Some(until)))
             .col_expr(integration_client::Column::RotatedAt, Expr::value(Some(now)))

@@ -38,8 +38,12 @@ pub enum Gate {
     Open,
     /// The account is over its budget but this source has not been failing at it: a right
     /// password gets in, a wrong one is refused as throttled.
-    OwnerOnly { retry_after_secs: u64 },
-    Closed { retry_after_secs: u64 },
+    OwnerOnly {
+        retry_after_secs: u64,
+    },
+    Closed {
+        retry_after_secs: u64,
+    },
 }
 
 impl LoginThrottle {

@@ -54,7 +54,8 @@ pub fn escape_html_into(s: &str, out: &mut String) {
 pub fn one_line(s: &str, max_chars: usize) -> String {
     // Bidirectional controls can make "moc.live" read as "evil.com"; they never belong in a
     // name or a subject.
-    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let bidi =
+        |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
     let cleaned: String = s.chars().filter(|c| !bidi(*c)).map(|c| if c.is_control() { ' ' } else { c }).collect();
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(max_chars).collect()
 }

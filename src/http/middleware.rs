@@ -232,7 +232,8 @@ pub async fn auth_rate_limit(req: Request, next: Next) -> Response {
         let failed = state.limiter.peek(&failures, &key).await;
         if !failed.allowed {
             metrics::counter!("rate_limited_total").increment(1);
-            let res = ApiError::too_many(failed.retry_after_secs, "too many failed attempts from this address; retry later");
+            let res =
+                ApiError::too_many(failed.retry_after_secs, "too many failed attempts from this address; retry later");
             return with_budget(res.into_response(), failed);
         }
     }

@@ -143,7 +143,13 @@ impl LocalFailures {
         let room = (rule.period.saturating_sub(ahead).as_micros() / e.as_micros().max(1)) as u32;
         let reset_secs = ahead.as_secs_f64().ceil() as u64;
         if room >= 1 {
-            Decision { allowed: true, limit: rule.limit, remaining: room.min(rule.limit), reset_secs, retry_after_secs: 0 }
+            Decision {
+                allowed: true,
+                limit: rule.limit,
+                remaining: room.min(rule.limit),
+                reset_secs,
+                retry_after_secs: 0,
+            }
         } else {
             let wait = (ahead + e).saturating_sub(rule.period);
             let retry_after_secs = wait.as_secs_f64().ceil().max(1.0) as u64;

@@ -12,8 +12,8 @@ use base64::Engine;
 use chrono::Utc;
 use rand::RngCore;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, QueryFilter, QuerySelect,
-    QueryOrder, RelationTrait, Statement, TryGetable,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait, Statement, TryGetable,
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;

@@ -4,8 +4,8 @@ use chrono::Utc;
 use cifix::entities::{assessment, audit_log};
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
-use uuid::Uuid;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::support::{TestApp, expect, problem};
 

@@ -23,7 +23,11 @@ async fn mail_to_an_unproven_address_carries_nothing_the_registrant_typed() {
     .await;
     let name = "Eve <attacker@evil.example> see https://evil.example/win \u{202E}gnp.exe";
     let res = app
-        .post("/auth/register", None, json!({"email": "victim@example.com", "password": PASSWORD, "display_name": name}))
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "victim@example.com", "password": PASSWORD, "display_name": name}),
+        )
         .await;
     expect(res, StatusCode::CREATED).await;
     let mail = &smtp.wait_for(1).await[0];
@@ -51,8 +55,11 @@ async fn results_dated_before_the_assessment_started_are_refused() {
     let app = TestApp::spawn().await;
     let admin = app.user("admin", "admin").await;
     let kid = app.user("kid", "student").await;
-    let c = expect(app.post("/admin/integrations/clients", admin.auth(), json!({"name": "Tool"})).await, StatusCode::CREATED)
-        .await;
+    let c = expect(
+        app.post("/admin/integrations/clients", admin.auth(), json!({"name": "Tool"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     let (id, key) = (s(&c["client_id"]), Sha256::digest(s(&c["client_secret"]).as_bytes()));
     let a = expect(app.post("/me/assessments", kid.auth(), json!({})).await, StatusCode::CREATED).await;
     let started = chrono::DateTime::parse_from_rfc3339(a["expires_at"].as_str().unwrap()).unwrap()
@@ -61,9 +68,8 @@ async fn results_dated_before_the_assessment_started_are_refused() {
         json!({"assessment_id": a["id"], "external_id": external_id, "completed_at": completed_at,
                "overall_score": 70, "skills": [{"skill": "python", "score": 70}]})
     };
-    for (n, when) in ["1970-01-01T00:00:00Z".to_string(), (started - chrono::Duration::days(1)).to_rfc3339()]
-        .into_iter()
-        .enumerate()
+    for (n, when) in
+        ["1970-01-01T00:00:00Z".to_string(), (started - chrono::Duration::days(1)).to_rfc3339()].into_iter().enumerate()
     {
         let res = signed(&app, RESULTS, &id, &key, &deliver(&format!("run-{n}"), when.clone())).send().await.unwrap();
         let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;

@@ -2,8 +2,8 @@
 //! greedy clients, secrets and data at rest, content and audit. Each test fails without its fix.
 
 mod caps;
-mod content;
 mod connections;
+mod content;
 mod operations;
 mod refusals;
 mod secrets;

@@ -18,7 +18,10 @@ async fn metrics_need_the_token_or_their_own_address() {
     })
     .await;
     assert_eq!(app.get("/metrics", None).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/metrics", Some("a-wrong-token-of-some-length-000000")).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/metrics", Some("a-wrong-token-of-some-length-000000")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let res = app.get("/metrics", Some(TOKEN)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("db_pool_connections"));

@@ -20,8 +20,11 @@ async fn bad_signatures_and_replays_are_audited_and_repeats_are_aggregated() {
     let app = TestApp::spawn().await;
     let admin = app.user("admin", "admin").await;
     let kid = app.user("kid", "student").await;
-    let c = expect(app.post("/admin/integrations/clients", admin.auth(), json!({"name": "Tool"})).await, StatusCode::CREATED)
-        .await;
+    let c = expect(
+        app.post("/admin/integrations/clients", admin.auth(), json!({"name": "Tool"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     let (id, key) = (s(&c["client_id"]), Sha256::digest(s(&c["client_secret"]).as_bytes()));
     let a = expect(app.post("/me/assessments", kid.auth(), json!({})).await, StatusCode::CREATED).await;
     let body = json!({"launch_token": a["launch_token"]});
@@ -33,7 +36,11 @@ async fn bad_signatures_and_replays_are_audited_and_repeats_are_aggregated() {
     }
     let forged = rows(&app, "integration.request_refused").await;
     assert_eq!(forged.len(), 6, "five rows and one summary, not forty");
-    assert!(forged.iter().all(|r| r.details.as_ref().unwrap()["reason"] == "the request signature is invalid" && r.ip.is_some()));
+    assert!(
+        forged
+            .iter()
+            .all(|r| r.details.as_ref().unwrap()["reason"] == "the request signature is invalid" && r.ip.is_some())
+    );
     assert!(forged.iter().filter(|r| r.details.as_ref().unwrap().get("repeats").is_some()).count() == 1);
 
     // A replay: the same signed request twice.
@@ -64,5 +71,8 @@ async fn a_wrong_webhook_secret_is_audited() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let refused = rows(&app, "email.webhook_refused").await;
     assert_eq!(refused.len(), 1);
-    assert!(!refused[0].details.as_ref().unwrap().to_string().contains("guessed"), "the presented secret is not stored");
+    assert!(
+        !refused[0].details.as_ref().unwrap().to_string().contains("guessed"),
+        "the presented secret is not stored"
+    );
 }

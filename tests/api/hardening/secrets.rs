@@ -24,8 +24,9 @@ async fn launch_with_secret(app: &TestApp, client_id: &str, secret: &str, studen
 }
 
 async fn new_client(app: &TestApp, admin: &User, name: &str) -> (String, String) {
-    let c = expect(app.post("/admin/integrations/clients", admin.auth(), json!({"name": name})).await, StatusCode::CREATED)
-        .await;
+    let c =
+        expect(app.post("/admin/integrations/clients", admin.auth(), json!({"name": name})).await, StatusCode::CREATED)
+            .await;
     (s(&c["client_id"]), s(&c["client_secret"]))
 }
 
@@ -107,4 +108,3 @@ async fn keys_stored_before_sealing_and_under_a_rotated_server_key_are_sealed_ag
     assert_eq!(launch_with_secret(&only_new, &sealed_id, &sealed_secret, &student).await, StatusCode::OK);
     assert_eq!(launch_with_secret(&only_new, &old_id, &old_secret, &student).await, StatusCode::OK);
 }
-

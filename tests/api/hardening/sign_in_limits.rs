@@ -23,10 +23,11 @@ async fn a_class_of_forty_signs_up_and_in_from_one_address_while_guessing_one_ac
     let app = TestApp::spawn_with(default_limits).await;
     let emails: Vec<String> = (0..CLASS).map(|i| format!("pupil{i}@school.example")).collect();
 
-    let registered = join_all(emails.iter().map(|e| {
-        app.post("/auth/register", None, json!({"email": e, "password": PASSWORD, "display_name": "Pupil"}))
-    }))
-    .await;
+    let registered =
+        join_all(emails.iter().map(|e| {
+            app.post("/auth/register", None, json!({"email": e, "password": PASSWORD, "display_name": "Pupil"}))
+        }))
+        .await;
     let statuses: Vec<_> = registered.iter().map(|r| r.status()).collect();
     assert!(statuses.iter().all(|s| *s == StatusCode::CREATED), "registrations: {statuses:?}");
 
