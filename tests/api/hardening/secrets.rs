@@ -57,7 +57,13 @@ async fn what_the_table_holds_cannot_sign_and_the_tool_still_can() {
     // Someone who read the table tries the stored value as the key, as it was before.
     let a = expect(app.post("/me/assessments", student.auth(), json!({})).await, StatusCode::CREATED).await;
     let body = json!({"launch_token": a["launch_token"]});
-    for key in [at_rest.as_bytes().to_vec(), Sha256::digest(at_rest.as_bytes()).to_vec()] {
+    // (Before sealing, the hex-decoded value was the key itself.)
+    let candidates = [
+        hex::decode(&at_rest).unwrap_or_default(),
+        at_rest.as_bytes().to_vec(),
+        Sha256::digest(at_rest.as_bytes()).to_vec(),
+    ];
+    for key in candidates {
         let res = signed(&app, LAUNCH, &id, &key, &body).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
