@@ -242,6 +242,19 @@ async fn refuse(mut stream: TcpStream, refusing: &Semaphore) {
     metrics::counter!("http_connections_refused_total").increment(1);
     let Ok(_slot) = refusing.try_acquire() else { return };
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        // Answer after the request head (or what arrives of it in a moment): an answer that
+        // comes before the request is not taken as a response by an HTTP client.
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
         stream.write_all(REFUSAL).await?;
         stream.shutdown().await?;
         // Read what the client sent until it closes, so the close is not a reset that could
