@@ -58,10 +58,8 @@ pub async fn serve(
         None
     };
     let state_config = state.config.clone();
-    let metrics_listener = match state.config.secrets.metrics_bind {
-        Some(addr) => Some(tokio::spawn(serve_metrics(state.clone(), addr))),
-        None => None,
-    };
+    let metrics_listener =
+        state.config.secrets.metrics_bind.map(|addr| tokio::spawn(serve_metrics(state.clone(), addr)));
     let app = http::router(state);
     tokio::spawn(async move {
         shutdown.await;
