@@ -41,7 +41,8 @@ export CIFIX_JWT_SECRET="schemathesis-run-secret-0123456789abcdef"
 # One client hammers every endpoint from one address: the per-address budgets would answer most
 # of it with 429 and leave the logic untested. The limits have their own tests in the suite.
 export CIFIX_RATE_LIMIT_PER_MINUTE=1000000 CIFIX_AUTH_RATE_LIMIT_PER_MINUTE=1000000
-export CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE=1000000
+export CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE=1000000 CIFIX_MAX_FAILED_LOGINS_PER_HOUR=1000000
+export CIFIX_AUTH_FAILURES_PER_MINUTE=1000000 CIFIX_REGISTRATIONS_PER_HOUR=1000000
 case "$BACKEND" in
   sqlite) ;;
   postgres)

@@ -1,7 +1,9 @@
 //! Running the application: the HTTP server and the outbox worker, on a state built by
 //! [`crate::state::AppState::build`].
 
-use std::{net::SocketAddr, time::Duration};
+mod listener;
+
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -55,6 +57,9 @@ pub async fn serve(
     } else {
         None
     };
+    let state_config = state.config.clone();
+    let metrics_listener =
+        state.config.secrets.metrics_bind.map(|addr| tokio::spawn(serve_metrics(state.clone(), addr)));
     let app = http::router(state);
     tokio::spawn(async move {
         shutdown.await;
@@ -77,12 +82,14 @@ pub async fn serve(
         let _ = drain_started_w.set(tokio::time::Instant::now());
     });
     let mut rx_deadline = rx.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-            tracing::info!("shutting down: no new connections, draining in-flight requests");
-        },
-    );
+    let settings = listener::Settings {
+        max_connections: connection_cap(&state_config),
+        header_read_timeout: state_config.limits.header_read_timeout,
+    };
+    let server = listener::run(listener, app, settings, async move {
+        let _ = rx.wait_for(|v| *v).await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+    });
     let deadline = async move {
         let _ = rx_deadline.wait_for(|v| *v).await;
         tokio::time::sleep(grace).await;
@@ -99,6 +106,9 @@ pub async fn serve(
         tracing::warn!(open = live_tasks.len(), "live connections still open at the drain deadline");
     }
     housekeeping.abort();
+    if let Some(m) = metrics_listener {
+        m.abort();
+    }
     if let Some(w) = email_worker {
         // The worker stops between passes; a send in flight gets a moment to finish, and if
         // it cannot, its lease expires and another worker delivers the email.
@@ -107,6 +117,33 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// `/metrics` alone on its own address (`CIFIX_METRICS_BIND`), for a scraper on a private
+/// network: no token, and nothing else of the API reachable there.
+async fn serve_metrics(state: AppState, addr: std::net::SocketAddr) {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "CIFIX_METRICS_BIND: cannot listen; metrics are not served there");
+            return;
+        }
+    };
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let state = state.clone();
+            async move { http::ops::render_metrics(&state) }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics listener stopped");
+    }
+}
+
+/// The connection cap: configured, or what the file-descriptor limit leaves.
+fn connection_cap(config: &crate::config::Config) -> usize {
+    config.limits.max_connections.unwrap_or_else(|| listener::default_max_connections(config.db_max_connections))
 }
 
 pub async fn shutdown_signal() {

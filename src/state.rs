@@ -11,7 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     admin::AdminService,
     assessments::{AssessmentService, engine::LearningRules},
-    auth::{AuthService, password::Hasher, tokens::TokenKeys},
+    auth::{AuthService, password::Hasher, throttle::LoginThrottle, tokens::TokenKeys},
     catalog::CatalogService,
     config::Config,
     email::EmailService,
@@ -37,7 +37,9 @@ pub struct Inner {
     pub progress: ProgressService,
     pub assessments: AssessmentService,
     pub email: EmailService,
-    pub limiter: RateLimiter,
+    pub limiter: Arc<RateLimiter>,
+    /// Audits security refusals, bounded.
+    pub refusals: crate::kernel::audit::RefusalAudit,
     pub events: EventBus,
     pub redis: Option<Arc<Redis>>,
     pub metrics: PrometheusHandle,
@@ -103,6 +105,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The key that seals stored secrets. In development without `CIFIX_SECRETS_KEY` it is derived
+/// from the JWT secret (generated into the data dir when not set), so it survives restarts and
+/// instances sharing a JWT secret share it; production refuses to start without one.
+fn sealer(config: &Config, jwt_secret: &[u8]) -> crate::kernel::sealed::Sealer {
+    use hmac::{Hmac, Mac};
+    let key = config.secrets.key.unwrap_or_else(|| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(jwt_secret).expect("HMAC accepts any key length");
+        mac.update(b"cifix development secrets key");
+        mac.finalize().into_bytes().into()
+    });
+    crate::kernel::sealed::Sealer::new(&key, &config.secrets.previous_keys)
+}
+
 pub async fn connect_db(config: &Config) -> anyhow::Result<Db> {
     Db::connect(&config.database_url, config.db_max_connections, config.db_acquire_timeout)
         .await
@@ -134,10 +149,10 @@ impl AppState {
             Some(url) => Some(Arc::new(Redis::new(url, &config.redis_prefix).context("REDIS_URL")?)),
             None => None,
         };
-        let limiter = match &redis {
+        let limiter = Arc::new(match &redis {
             Some(r) => RateLimiter::redis(r.clone()),
             None => RateLimiter::local(),
-        };
+        });
         let email = EmailService::new(&config, db.clone(), &secret);
         let shutdown = CancellationToken::new();
         let events = match &redis {
@@ -150,6 +165,12 @@ impl AppState {
             keys,
             refresh_ttl: config.refresh_token_ttl,
             max_failed_logins_per_hour: config.max_failed_logins_per_hour,
+            throttle: LoginThrottle {
+                limiter: limiter.clone(),
+                per_minute: config.login_account_rate_limit_per_minute,
+                per_hour: config.max_failed_logins_per_hour,
+                limits: config.limits.clone(),
+            },
             email: email.clone(),
             events: events.clone(),
         };
@@ -169,7 +190,21 @@ impl AppState {
             tool_url: config.assessment_tool_url.clone(),
             launch_ttl: config.assessment_launch_ttl,
             secret_overlap: config.integration_secret_overlap,
+            max_pending: config.limits.max_pending_assessments,
+            sealer: sealer(&config, &secret),
         };
+        if db.is_migrated().await.unwrap_or(false) {
+            // Rows written before keys were sealed, or under a key since rotated, are sealed
+            // under the current key now; until then they still open, so a failure here only
+            // delays that.
+            match assessments.reseal_client_keys().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(values = n, "sealed stored client signing keys under the current key"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sealing stored client signing keys failed; retried at next start")
+                }
+            }
+        }
         Ok(AppState(Arc::new(Inner {
             config,
             catalog: CatalogService::new(
@@ -186,6 +221,7 @@ impl AppState {
             admin,
             db,
             auth,
+            refusals: crate::kernel::audit::RefusalAudit { limiter: limiter.clone() },
             limiter,
             events,
             redis,

@@ -10,10 +10,11 @@ use uuid::Uuid;
 
 use super::{
     AssessError, AssessmentService, SIGNATURE_WINDOW_SECS, field,
-    signing::{mac_matches, random_hex, signing_key_hex, string_to_sign},
+    signing::{legacy_key, mac_matches, random_hex, signing_key, string_to_sign},
 };
 use crate::{
     entities::{integration_client, integration_nonce},
+    kernel::sealed::Stored,
     kernel::{
         audit::{self, Event},
         context::{Principal, RequestContext},
@@ -93,7 +94,7 @@ impl AssessmentService {
         integration_client::Entity::insert(integration_client::ActiveModel {
             id: Set(id),
             name: Set(name.to_string()),
-            key_hash: Set(signing_key_hex(&secret)),
+            key_hash: Set(self.sealer.seal(&signing_key(&secret), &id.to_string())),
             previous_key_hash: Set(None),
             previous_valid_until: Set(None),
             created_by: Set(Some(admin.user_id)),
@@ -160,7 +161,10 @@ impl AssessmentService {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(self.secret_overlap).unwrap_or_default();
         integration_client::Entity::update_many()
-            .col_expr(integration_client::Column::KeyHash, Expr::value(signing_key_hex(&secret)))
+            .col_expr(
+                integration_client::Column::KeyHash,
+                Expr::value(self.sealer.seal(&signing_key(&secret), &id.to_string())),
+            )
             .col_expr(integration_client::Column::PreviousKeyHash, Expr::value(Some(c.key_hash.clone())))
             .col_expr(integration_client::Column::PreviousValidUntil, Expr::value(Some(until)))
             .col_expr(integration_client::Column::RotatedAt, Expr::value(Some(now)))
@@ -177,6 +181,43 @@ impl AssessmentService {
         .await?;
         txn.commit().await?;
         Ok(ClientRotated { client_id: id, client_secret: secret, previous_secret_valid_until: until })
+    }
+
+    /// Seals every stored signing key that is not sealed under the current server key: rows
+    /// written before keys were sealed, and rows sealed under a key since rotated. Run at start
+    /// by every instance; each update is conditional on the value it replaces, so instances
+    /// racing at start write each row once. Returns how many values were sealed again.
+    pub async fn reseal_client_keys(&self) -> Result<usize, AssessError> {
+        let mut resealed = 0;
+        for c in integration_client::Entity::find().all(&self.db.conn).await? {
+            let row = c.id.to_string();
+            let columns = [
+                (integration_client::Column::KeyHash, Some(c.key_hash.clone())),
+                (integration_client::Column::PreviousKeyHash, c.previous_key_hash.clone()),
+            ];
+            for (column, stored) in columns {
+                let Some(stored) = stored else { continue };
+                match self.sealer.classify(&stored, &row, legacy_key) {
+                    Stored::Current => {}
+                    Stored::Unreadable => {
+                        tracing::error!(client = %c.id, "a stored signing key does not open with CIFIX_SECRETS_KEY or CIFIX_SECRETS_PREVIOUS_KEYS");
+                    }
+                    Stored::Stale => {
+                        let key = self.sealer.open(&stored, &row, legacy_key).unwrap_or_default();
+                        let txn = self.db.begin_write().await?;
+                        let done = integration_client::Entity::update_many()
+                            .col_expr(column, Expr::value(self.sealer.seal(&key, &row)))
+                            .filter(integration_client::Column::Id.eq(c.id))
+                            .filter(column.eq(stored))
+                            .exec(&*txn)
+                            .await?;
+                        txn.commit().await?;
+                        resealed += done.rows_affected as usize;
+                    }
+                }
+            }
+        }
+        Ok(resealed)
     }
 
     /// Verifies a signed machine request and spends its nonce. Returns the client's id.
@@ -201,12 +242,20 @@ impl AssessmentService {
             return Err(BAD);
         }
         let message = string_to_sign(r.timestamp, r.nonce, r.method, r.path, r.body);
-        let mut ok = mac_matches(&c.key_hash, &message, &given);
+        let row = client_id.to_string();
+        let open = |stored: &str| {
+            let key = self.sealer.open(stored, &row, legacy_key);
+            if key.is_none() {
+                tracing::error!(client = %client_id, "a client's signing key does not open: check CIFIX_SECRETS_KEY");
+            }
+            key.unwrap_or_default()
+        };
+        let mut ok = mac_matches(&open(&c.key_hash), &message, &given);
         if !ok
             && let (Some(prev), Some(until)) = (&c.previous_key_hash, c.previous_valid_until)
             && until > now
         {
-            ok = mac_matches(prev, &message, &given);
+            ok = mac_matches(&open(prev), &message, &given);
         }
         if !ok {
             return Err(BAD);

@@ -77,6 +77,10 @@ pub struct AssessmentService {
     pub tool_url: String,
     pub launch_ttl: Duration,
     pub secret_overlap: Duration,
+    /// Pending (unfinished, unexpired) assessments a student may hold at once.
+    pub max_pending: u32,
+    /// Seals the clients' signing keys at rest.
+    pub sealer: crate::kernel::sealed::Sealer,
 }
 
 impl AssessmentService {
@@ -86,6 +90,7 @@ impl AssessmentService {
         let expires_at = now + chrono::Duration::from_std(self.launch_ttl).unwrap_or_default();
         let id = Uuid::now_v7();
         let txn = self.db.begin_write().await?;
+        self.check_pending_cap(&*txn, p.user_id).await?;
         assessment::Entity::insert(assessment::ActiveModel {
             id: Set(id),
             user_id: Set(p.user_id),
@@ -121,6 +126,33 @@ impl AssessmentService {
             launch_token: token,
             expires_at,
         })
+    }
+
+    /// Each start creates a launch token; a student needs one or two, a script would make
+    /// thousands. Expired ones do not count: they are finished as far as anyone can tell.
+    async fn check_pending_cap<C: ConnectionTrait>(&self, db: &C, user_id: Uuid) -> Result<(), AssessError> {
+        let mut owner = user::Entity::find_by_id(user_id);
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // Serialises one student's starts, so two at once cannot both take the last place;
+            // SQLite's writer lock already does.
+            owner = sea_orm::QuerySelect::lock_exclusive(owner);
+        }
+        owner.one(db).await?;
+        let pending = assessment::Entity::find()
+            .filter(assessment::Column::UserId.eq(user_id))
+            .filter(assessment::Column::Status.eq(AssessmentState::Pending))
+            .filter(assessment::Column::ExpiresAt.gt(Utc::now()))
+            .count(db)
+            .await?;
+        if pending >= u64::from(self.max_pending) {
+            return Err(AssessError::Conflict(
+                "too-many-pending-assessments",
+                format!(
+                    "you already have {pending} assessments waiting for results; finish one or let it expire first"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn list_mine(&self, p: &Principal, page: PageRequest) -> Result<Page<AssessmentView>, AssessError> {

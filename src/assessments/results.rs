@@ -239,6 +239,12 @@ impl AssessmentService {
             (Some(a), _) | (None, Some(a)) => a,
             (None, None) => return Err(field("assessment_id", "give assessment_id or launch_token")),
         };
+        // A test cannot finish before it was started, allowing for a tool's clock as far behind
+        // as the signature window lets it be, and the future skew allowed above.
+        let tolerance = chrono::Duration::seconds(super::SIGNATURE_WINDOW_SECS + COMPLETED_AT_SKEW_SECS);
+        if input.completed_at < a.created_at - tolerance {
+            return Err(field("completed_at", "must not be before the assessment was started"));
+        }
 
         let skills_json = serde_json::to_value(&input.skills)?;
         let completed = assessment::Entity::update_many()

@@ -4,7 +4,6 @@
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -16,10 +15,19 @@ pub(super) fn random_hex(n: usize) -> String {
     hex::encode(b)
 }
 
-/// The HMAC key of a client secret is its SHA-256; the server keeps only that (see README,
-/// "Assessment tool integration", for why and what it implies).
+/// The HMAC key of a client secret is its SHA-256 (the documented wire scheme). The server
+/// keeps it only sealed (`kernel::sealed`); see README, "Assessment tool integration".
 pub fn signing_key_hex(secret: &str) -> String {
     sha256_hex(secret.as_bytes())
+}
+
+pub(super) fn signing_key(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// A key stored before keys were sealed: hex of 32 bytes, nothing else.
+pub(super) fn legacy_key(stored: &str) -> Option<Vec<u8>> {
+    hex::decode(stored).ok().filter(|k| k.len() == 32)
 }
 
 /// `timestamp \n nonce \n METHOD \n path \n sha256hex(body)`.
@@ -36,8 +44,14 @@ pub fn sign(key_hex: &str, message: &str) -> Option<Vec<u8>> {
     Some(mac.finalize().into_bytes().to_vec())
 }
 
-pub(super) fn mac_matches(key_hex: &str, message: &str, given: &[u8]) -> bool {
-    sign(key_hex, message).is_some_and(|m| bool::from(m.ct_eq(given)))
+pub(super) fn mac_matches(key: &[u8], message: &str, given: &[u8]) -> bool {
+    if key.len() != 32 {
+        return false;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(message.as_bytes());
+    // Constant-time comparison.
+    mac.verify_slice(given).is_ok()
 }
 
 #[cfg(test)]

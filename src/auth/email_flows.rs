@@ -63,7 +63,9 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         let to = Outgoing {
             to: &u.email,
-            to_name: Some(&u.display_name),
+            // Until the address is proven, whoever registered may not be its owner: nothing
+            // they typed (a name like "Eve <x@evil.example>", a link) goes to it.
+            to_name: u.email_verified.then_some(u.display_name.as_str()),
             user_id: Some(u.id),
             template,
             vars,
@@ -163,6 +165,7 @@ impl AuthService {
         .await?;
         self.events.disconnect_after_commit(&txn, user_id);
         txn.commit().await?;
+        self.throttle.forgive(&u.email).await;
         Ok(())
     }
 

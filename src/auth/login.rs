@@ -1,5 +1,5 @@
-//! Signing in: password check, the per-account failure count and lockout, and the
-//! "new sign-in" email for a device the user has not used before.
+//! Signing in: password check, the per-account throttle (`throttle`), and the "new sign-in"
+//! email for a device the user has not used before.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -9,7 +9,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AuthError, AuthService, TokenPair};
+use super::{AuthError, AuthService, TokenPair, throttle::Gate};
 use crate::{
     email::Template,
     entities::{session, user},
@@ -23,35 +23,42 @@ const FAILED_LOGIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 impl AuthService {
     pub async fn login(&self, ctx: &RequestContext, email: &str, password: &str) -> Result<TokenPair, AuthError> {
+        // Decided on the address as typed, before looking it up: known and unknown alike.
+        let gate = self.throttle.gate(ctx, email).await;
+        if let Gate::Closed { retry_after_secs } = gate {
+            return self.refuse_throttled(ctx, retry_after_secs).await;
+        }
         // A malformed email gets the same answer as a wrong password: no hint either way.
         let found = match EmailAddress::parse(email) {
             Ok(email) => user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(&self.db.conn).await?,
             Err(_) => None,
         };
-
-        if let Some(u) = &found
-            && let Some(retry) = self.lockout_remaining(u)
-        {
-            return self.refuse_locked(ctx, u, retry).await;
-        }
-
         let ok = self.hasher.verify(password, found.as_ref().map(|u| u.password_hash.as_str())).await?;
-        let txn = self.db.begin_write().await?;
-        match found {
-            Some(u) if ok && u.is_active => self.sign_in(txn, ctx, &u).await,
-            Some(u) => self.refuse_known(txn, ctx, &u, ok).await,
-            None => self.refuse_unknown(txn, ctx).await,
+        if let Some(u) = &found
+            && ok
+            && u.is_active
+        {
+            return self.sign_in(self.db.begin_write().await?, ctx, u).await;
+        }
+        self.throttle.failed(ctx, email).await;
+        let refused = match &found {
+            Some(u) => self.refuse_known(self.db.begin_write().await?, ctx, u, ok).await,
+            None => self.refuse_unknown(self.db.begin_write().await?, ctx).await,
+        };
+        match (refused, gate) {
+            (Err(AuthError::InvalidCredentials), Gate::OwnerOnly { retry_after_secs }) => {
+                Err(AuthError::AccountLocked { retry_after_secs })
+            }
+            (other, _) => other,
         }
     }
 
-    async fn refuse_locked(&self, ctx: &RequestContext, u: &user::Model, retry: u64) -> Result<TokenPair, AuthError> {
+    /// The account is over its failure budget and this source has been failing at it. The
+    /// account is not looked up: what follows must not depend on whether it exists.
+    async fn refuse_throttled(&self, ctx: &RequestContext, retry: u64) -> Result<TokenPair, AuthError> {
         let txn = self.db.begin_write().await?;
-        audit::record(
-            &*txn,
-            ctx,
-            Event::new("auth.login_failed", None).target("user", u.id).details(json!({"reason": "locked"})),
-        )
-        .await?;
+        audit::record(&*txn, ctx, Event::new("auth.login_failed", None).details(json!({"reason": "throttled"})))
+            .await?;
         txn.commit().await?;
         Err(AuthError::AccountLocked { retry_after_secs: retry })
     }
@@ -84,9 +91,6 @@ impl AuthService {
         password_ok: bool,
     ) -> Result<TokenPair, AuthError> {
         let reason = if password_ok { "inactive" } else { "bad_password" };
-        if !password_ok {
-            self.count_failure(&*txn, u.id).await?;
-        }
         audit::record(
             &*txn,
             ctx,
@@ -131,8 +135,8 @@ impl AuthService {
             .then(|| std::cmp::max((ends - now).num_seconds(), 1) as u64)
     }
 
-    /// Counts a failed login in the database (not Redis) so that the limit survives a cache
-    /// outage and is shared by every instance.
+    /// Counts a wrong current password at `PATCH /me/password` in the database: only a signed-in
+    /// user can spend it, so it cannot lock anyone else out.
     pub(super) async fn count_failure<C: ConnectionTrait>(&self, db: &C, user_id: Uuid) -> Result<(), AuthError> {
         let mut q = user::Entity::find_by_id(user_id);
         if db.get_database_backend() == DbBackend::Postgres {

@@ -10,6 +10,7 @@ pub mod password;
 mod profile;
 mod register;
 mod sessions;
+pub mod throttle;
 pub mod tokens;
 
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("too many failed sign-in attempts for this account")]
     AccountLocked { retry_after_secs: u64 },
+    #[error("too many registrations from this address")]
+    TooManyRegistrations { retry_after_secs: u64 },
     #[error("invalid refresh token")]
     InvalidRefreshToken,
     #[error("not authenticated")]
@@ -87,6 +90,7 @@ pub struct AuthService {
     pub keys: TokenKeys,
     pub refresh_ttl: Duration,
     pub max_failed_logins_per_hour: u32,
+    pub throttle: throttle::LoginThrottle,
     pub email: EmailService,
     /// Ending sessions also ends the user's live connections (WebSocket/SSE) on every
     /// instance; those still entitled reconnect with a fresh ticket.

@@ -23,6 +23,8 @@ static COMMON: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| include_str!("common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty()).collect());
 
 /// Why a new password is refused; the message is safe to show to the user.
+const MIN_DISTINCT: usize = 4;
+
 pub fn check_strength(password: &str, email: &str) -> Result<(), &'static str> {
     let chars = password.chars().count();
     if chars < MIN_CHARS {
@@ -30,6 +32,13 @@ pub fn check_strength(password: &str, email: &str) -> Result<(), &'static str> {
     }
     if chars > MAX_CHARS {
         return Err("must be at most 128 characters");
+    }
+    // Length alone is not strength: eight spaces, or "aaaaaaaa", would pass it.
+    let mut distinct: Vec<char> = password.chars().filter(|c| !c.is_whitespace()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_DISTINCT {
+        return Err("must use at least 4 different characters besides spaces");
     }
     let lower = password.to_lowercase();
     if COMMON.contains(lower.as_str()) {

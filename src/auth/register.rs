@@ -24,6 +24,10 @@ impl AuthService {
         display_name: &str,
     ) -> Result<TokenPair, AuthError> {
         let (email, display_name) = validate_registration(email, password, display_name)?;
+        self.throttle
+            .registration(ctx)
+            .await
+            .map_err(|retry_after_secs| AuthError::TooManyRegistrations { retry_after_secs })?;
         let hash = self.hasher.hash(password).await?;
         let txn = self.db.begin_write().await?;
         let user = self.insert_user(&*txn, email.as_str(), display_name.as_str(), hash, Role::Student).await?;

@@ -55,6 +55,16 @@ pub(super) fn email_config(
             return Err(err("SMTP_URL", "tls=opportunistic can be downgraded; use tls=required in production"));
         }
     }
+    // Mail written to files on a production server reaches nobody, and nobody notices.
+    if env == Environment::Production
+        && smtp_url.is_none()
+        && !parse_bool(var, "CIFIX_ALLOW_FILE_EMAIL_IN_PRODUCTION", false)?
+    {
+        return Err(err(
+            "SMTP_URL",
+            "is required with CIFIX_ENV=production; set CIFIX_ALLOW_FILE_EMAIL_IN_PRODUCTION=true to write .eml files instead",
+        ));
+    }
     let from = var("CIFIX_MAIL_FROM").unwrap_or_else(|| "CIFIX LEARN <no-reply@localhost>".into());
     if from.chars().any(char::is_control) || from.parse::<lettre::message::Mailbox>().is_err() {
         return Err(err("CIFIX_MAIL_FROM", "must be an address like \"CIFIX LEARN <no-reply@example.com>\""));
@@ -122,6 +132,7 @@ mod tests {
                 ("DATABASE_URL", "postgres://x/y"),
                 ("SMTP_URL", url),
                 ("CIFIX_MAIL_FROM", "CIFIX <no-reply@example.com>"),
+                ("CIFIX_SECRETS_KEY", "ab".repeat(32).as_str()),
             ])
         };
         assert_eq!(prod("smtp://mail.example.com").unwrap_err().var, "SMTP_URL", "clear text to a remote host");

@@ -8,9 +8,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use ipnet::IpNet;
 
 mod email;
+mod limits;
+mod secrets;
 
 pub use email::EmailConfig;
 use email::email_config;
+pub use limits::Limits;
+pub use secrets::SecretsConfig;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {message}")]
@@ -88,6 +92,8 @@ pub struct Config {
     /// A learning-rules file replacing the bundled `config/learning-rules.json`.
     pub learning_rules_path: Option<PathBuf>,
     pub email: EmailConfig,
+    pub limits: Limits,
+    pub secrets: SecretsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,6 +106,8 @@ impl std::fmt::Debug for Config {
             .field("database", &redact_url(&self.database_url))
             .field("redis", &self.redis_url.as_deref().map(redact_url))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("secrets_key", &self.secrets.key.as_ref().map(|_| "<set>"))
+            .field("metrics_token", &self.secrets.metrics_token.as_ref().map(|_| "<set>"))
             .field("smtp", &self.email.smtp_url.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
@@ -216,6 +224,8 @@ impl Config {
         };
 
         let email = email_config(&var, env, &positive)?;
+        let limits = limits::limits(&var, &positive)?;
+        let secrets = secrets::secrets_config(&var, env)?;
 
         Ok(Config {
             env,
@@ -271,7 +281,7 @@ impl Config {
             )? as u32,
             auth_rate_limit_per_minute: positive(
                 "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE",
-                parse(&var, "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE", 20)?,
+                parse(&var, "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE", 300)?,
             )? as u32,
             login_account_rate_limit_per_minute: positive(
                 "CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE",
@@ -293,6 +303,8 @@ impl Config {
             )?),
             learning_rules_path: var("CIFIX_LEARNING_RULES_PATH").map(PathBuf::from),
             email,
+            limits,
+            secrets,
         })
     }
 
@@ -330,7 +342,7 @@ pub(crate) fn parse_bool(
     }
 }
 
-fn list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+pub(crate) fn list(var: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
     var(name)
         .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default()
@@ -371,14 +383,23 @@ mod tests {
         let long = "x".repeat(32);
         let e = cfg(&[("CIFIX_ENV", "production"), ("CIFIX_JWT_SECRET", &long)]).unwrap_err();
         assert_eq!(e.var, "DATABASE_URL");
-        assert!(
-            cfg(&[
-                ("CIFIX_ENV", "production"),
-                ("CIFIX_JWT_SECRET", &long),
-                ("CIFIX_ALLOW_SQLITE_IN_PRODUCTION", "true")
-            ])
-            .is_ok()
-        );
+        let prod = [
+            ("CIFIX_ENV", "production"),
+            ("CIFIX_JWT_SECRET", long.as_str()),
+            ("CIFIX_ALLOW_SQLITE_IN_PRODUCTION", "true"),
+            ("SMTP_URL", "smtps://u:p@email-smtp.example.com"),
+            ("CIFIX_MAIL_FROM", "CIFIX <no-reply@example.com>"),
+        ];
+        assert_eq!(cfg(&prod).unwrap_err().var, "CIFIX_SECRETS_KEY", "no sealing key, no start");
+        let key = "ab".repeat(32);
+        let c = cfg(&[prod.as_slice(), &[("CIFIX_SECRETS_KEY", key.as_str())]].concat()).unwrap();
+        assert!(!c.secrets.metrics_public, "metrics need a token or their own address in production");
+        let without_smtp: Vec<_> =
+            prod.iter().copied().filter(|(k, _)| !k.starts_with("SMTP") && !k.starts_with("CIFIX_MAIL")).collect();
+        let e = cfg(&[without_smtp.as_slice(), &[("CIFIX_SECRETS_KEY", key.as_str())]].concat()).unwrap_err();
+        assert_eq!(e.var, "SMTP_URL", "no silent .eml files in production");
+        let told = [("CIFIX_SECRETS_KEY", key.as_str()), ("CIFIX_ALLOW_FILE_EMAIL_IN_PRODUCTION", "true")];
+        assert!(cfg(&[without_smtp.as_slice(), &told].concat()).is_ok());
     }
 
     #[test]
@@ -399,6 +420,15 @@ mod tests {
             ("CIFIX_EMAIL_RETRY_BASE_MS", "-1"),
             ("CIFIX_EMAIL_WORKER", "maybe"),
             ("CIFIX_SES_WEBHOOK_SECRET", "short"),
+            ("CIFIX_AUTH_SHARED_NETWORKS", "10.0.0.0/40"),
+            ("CIFIX_AUTH_FAILURES_PER_MINUTE", "0"),
+            ("CIFIX_MAX_CONNECTIONS", "0"),
+            ("CIFIX_HEADER_READ_TIMEOUT_SECS", "soon"),
+            ("CIFIX_MAX_PENDING_ASSESSMENTS", "0"),
+            ("CIFIX_SECRETS_KEY", "too short"),
+            ("CIFIX_SECRETS_PREVIOUS_KEYS", "abcd"),
+            ("CIFIX_METRICS_TOKEN", "short"),
+            ("CIFIX_METRICS_BIND", "nowhere"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert_eq!(e.var, k, "{e}");

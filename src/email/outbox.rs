@@ -152,7 +152,8 @@ impl EmailService {
             txn,
             Outgoing {
                 to: &u.email,
-                to_name: Some(&u.display_name),
+                // Nothing a registrant typed goes to an address they have not proven.
+                to_name: u.email_verified.then_some(u.display_name.as_str()),
                 user_id: Some(user_id),
                 template,
                 vars,

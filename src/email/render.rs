@@ -52,7 +52,11 @@ pub fn escape_html_into(s: &str, out: &mut String) {
 
 /// A header-safe single line: control characters (CR/LF above all) become spaces.
 pub fn one_line(s: &str, max_chars: usize) -> String {
-    let cleaned: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    // Bidirectional controls can make "moc.live" read as "evil.com"; they never belong in a
+    // name or a subject.
+    let bidi =
+        |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let cleaned: String = s.chars().filter(|c| !bidi(*c)).map(|c| if c.is_control() { ' ' } else { c }).collect();
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(max_chars).collect()
 }
 
@@ -87,5 +91,6 @@ mod tests {
     fn one_line_drops_line_breaks() {
         assert_eq!(one_line("Eve\r\nBcc: victim@example.com", 100), "Eve Bcc: victim@example.com");
         assert_eq!(one_line("abcdef", 3), "abc");
+        assert_eq!(one_line("Eve\u{202E}moc.live", 100), "Evemoc.live");
     }
 }

@@ -3,7 +3,6 @@
 use crate::kernel::input::{DisplayName, schema};
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -88,7 +87,7 @@ async fn forgot_password(
 ) -> ApiResult<StatusCode> {
     // Besides the strict per-IP limit: at most a few reset mails per address per minute, from
     // any number of IPs. Over it, the answer is the same 202 (no oracle), but nothing is sent.
-    let account = hex::encode(&Sha256::digest(b.email.trim().to_lowercase().as_bytes())[..16]);
+    let account = crate::auth::throttle::account_key(&b.email);
     let d = s.limiter.check(&Rule::per_minute("forgot-account", 3), &account).await;
     if d.allowed {
         s.auth.forgot_password(&ctx, &b.email).await?;
@@ -156,14 +155,6 @@ async fn login(
     Ctx(ctx): Ctx,
     ApiJson(b): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenPair>> {
-    // Per-account budget on top of the per-IP one: spreading guesses over many addresses
-    // does not buy more guesses at one account. Keyed by a hash so no address sits in Redis.
-    let account = hex::encode(&Sha256::digest(b.email.trim().to_lowercase().as_bytes())[..16]);
-    let rule = Rule::per_minute("login-account", s.config.login_account_rate_limit_per_minute);
-    let d = s.limiter.check(&rule, &account).await;
-    if !d.allowed {
-        return Err(ApiError::too_many(d.retry_after_secs, "too many sign-in attempts for this account; retry later"));
-    }
     Ok(Json(s.auth.login(&ctx, &b.email, &b.password).await?))
 }
 

@@ -103,7 +103,12 @@ async fn ses_notifications(
             let pair = String::from_utf8(decoded).ok()?;
             pair.split_once(':').map(|(_, p)| p.to_string())
         });
-    s.email.check_webhook_secret(presented.as_deref())?;
+    if let Err(e) = s.email.check_webhook_secret(presented.as_deref()) {
+        if matches!(e, EmailError::Unauthorized) {
+            s.refusals.record(&s.db, &ctx, "email.webhook_refused", "wrong or missing secret").await;
+        }
+        return Err(e.into());
+    }
     // SNS posts JSON as text/plain, so the content type is not checked.
     let value: serde_json::Value = parse_json(&body)?;
     let mut suppressed = 0;

@@ -90,6 +90,9 @@ impl From<TicketError> for ApiError {
                 "invalid-ticket",
                 "the ticket is unknown, expired or already used; request a new one",
             ),
+            TicketError::TooMany { retry_after_secs } => {
+                ApiError::too_many(retry_after_secs, "too many unspent tickets; use one or wait for it to expire")
+            }
             TicketError::Db(_) => ApiError::internal_error(e),
         }
     }
@@ -141,6 +144,9 @@ impl From<AuthError> for ApiError {
                 retry_after_secs,
                 "too many failed sign-in attempts for this account; try again later",
             ),
+            AuthError::TooManyRegistrations { retry_after_secs } => {
+                ApiError::too_many(retry_after_secs, "too many new accounts from this address; try again later")
+            }
             AuthError::InvalidRefreshToken => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid-refresh-token",

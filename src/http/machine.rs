@@ -61,6 +61,7 @@ impl FromRequest<AppState> for MachineClient {
             .get::<OriginalUri>()
             .map(|u| u.0.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default())
             .unwrap_or_else(|| req.uri().path().to_string());
+        let ctx = req.extensions().get::<crate::kernel::context::RequestContext>().cloned().unwrap_or_default();
         let body = to_bytes(req.into_body(), MAX_MACHINE_BODY).await.map_err(|_| {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
         })?;
@@ -75,7 +76,16 @@ impl FromRequest<AppState> for MachineClient {
                 path: &path,
                 body: &body,
             })
-            .await?;
+            .await;
+        let client_id = match client_id {
+            Ok(id) => id,
+            Err(e) => {
+                if let crate::assessments::AssessError::Unauthenticated(reason) = &e {
+                    state.refusals.record(&state.db, &ctx, "integration.request_refused", reason).await;
+                }
+                return Err(e.into());
+            }
+        };
         Ok(MachineClient { client_id, body })
     }
 }

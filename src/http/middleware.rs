@@ -68,17 +68,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     peer
 }
 
-/// The rate-limit key of a client: its IPv4 address, or its IPv6 /64 (one subscriber usually
-/// holds a whole /64 and could otherwise take a fresh budget per request).
-pub fn rate_limit_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
-}
+pub use crate::infra::ratelimit::rate_limit_key;
 
 /// Outermost layer: request id, client address, and the access log and metrics line.
 pub async fn context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -224,29 +214,51 @@ pub async fn rate_limit(State(state): State<AppState>, mut req: Request, next: N
     limited(decision, req, next).await
 }
 
-/// The stricter per-IP auth budget; routes get it from `policy::auth_budget`. It runs inside
-/// [`rate_limit`], so a request the general budget refused never spends it.
+/// The per-IP auth budgets; routes get them from `policy::auth_budget`. It runs inside
+/// [`rate_limit`], so a request the general budget refused never spends them. Every request
+/// spends a generous cap (a class signing in at once fits); only a failed one (any 4xx: a wrong
+/// password, a refused registration, a bad token) spends the failure budget, so guessing from
+/// one address stops quickly while children who type their password right are never refused.
 pub async fn auth_rate_limit(req: Request, next: Next) -> Response {
     let Some(RateAccount { state, key }) = req.extensions().get::<RateAccount>().cloned() else {
         // Only a router built without the general guard gets here; refuse rather than go unlimited.
         return ApiError::internal("auth budget without a rate-limit account").into_response();
     };
-    let strict = Rule::per_minute("auth", state.config.auth_rate_limit_per_minute);
+    let factor = req.extensions().get::<ClientIp>().map_or(1, |c| state.config.limits.factor_for(c.0));
+    let strict = Rule::per_minute("auth", state.config.auth_rate_limit_per_minute).times(factor);
     let decision = state.limiter.check(&strict, &key).await;
-    limited(decision, req, next).await
+    let failures = Rule::per_minute("auth-failures", state.config.limits.auth_failures_per_minute).times(factor);
+    if decision.allowed {
+        let failed = state.limiter.peek(&failures, &key).await;
+        if !failed.allowed {
+            metrics::counter!("rate_limited_total").increment(1);
+            let res =
+                ApiError::too_many(failed.retry_after_secs, "too many failed attempts from this address; retry later");
+            return with_budget(res.into_response(), failed);
+        }
+    }
+    let res = limited(decision, req, next).await;
+    if decision.allowed && res.status().is_client_error() {
+        state.limiter.charge(&failures, &key).await;
+    }
+    res
 }
 
 /// Answers 429 when `decision` refuses, and reports the budget in the `RateLimit-*` headers.
 async fn limited(decision: Decision, req: Request, next: Next) -> Response {
-    let mut res = if decision.allowed {
+    let res = if decision.allowed {
         next.run(req).await
     } else {
         metrics::counter!("rate_limited_total").increment(1);
         ApiError::too_many(decision.retry_after_secs, "rate limit exceeded; retry later").into_response()
     };
+    with_budget(res, decision)
+}
+
+/// Reports `decision` in the `RateLimit-*` headers, unless a stricter check further in (the
+/// auth budget, a handler's per-account limit) set them already.
+fn with_budget(mut res: Response, decision: Decision) -> Response {
     let h = res.headers_mut();
-    // A stricter check further in (the auth budget, a handler's per-account limit) wins if it
-    // set the headers already.
     if !h.contains_key("ratelimit-limit") {
         h.insert("ratelimit-limit", HeaderValue::from(decision.limit));
         h.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));

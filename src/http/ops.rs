@@ -44,8 +44,24 @@ pub async fn ready(State(s): State<AppState>) -> Result<impl IntoResponse, ApiEr
 }
 
 /// Prometheus text format: request counts and latency by route and status, pool usage.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+/// In production it needs `Authorization: Bearer $CIFIX_METRICS_TOKEN` (without a token
+/// configured it is not served here: use `CIFIX_METRICS_BIND`).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain"), (status = 401), (status = 404)))]
+pub async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let cfg = &s.config.secrets;
+    if !cfg.metrics_public {
+        let Some(token) = &cfg.metrics_token else { return Err(ApiError::not_found()) };
+        let given = super::extract::bearer_token(&headers).unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes())) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    Ok(render_metrics(&s))
+}
+
+/// The metrics page itself, for the main listener and the separate `CIFIX_METRICS_BIND` one.
+pub fn render_metrics(s: &AppState) -> impl IntoResponse + use<> {
     let (size, idle) = s.db.pool_usage();
     metrics::gauge!("db_pool_connections").set(size as f64);
     metrics::gauge!("db_pool_idle_connections").set(idle as f64);

@@ -43,7 +43,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{ApiQuery, Auth, bearer_token},
+    extract::{ApiQuery, Auth, Ctx, bearer_token},
     policy,
     problem::{ApiError, ApiResult, Problem},
 };
@@ -84,9 +84,9 @@ pub struct Ticket {
 /// A short-lived, single-use ticket to open a WebSocket (browsers cannot send a bearer token
 /// on one).
 #[utoipa::path(post, path = "/realtime/ticket", tag = "realtime", security(("bearer" = [])),
-    responses((status = 201, body = Ticket), (status = 401, body = Problem)))]
-async fn ticket(State(s): State<AppState>, auth: Auth) -> ApiResult<(StatusCode, Json<Ticket>)> {
-    let ticket = live::issue_ticket(&s.db, &auth.0).await.map_err(ApiError::internal_error)?;
+    responses((status = 201, body = Ticket), (status = 401, body = Problem), (status = 429, body = Problem)))]
+async fn ticket(State(s): State<AppState>, Ctx(ctx): Ctx, auth: Auth) -> ApiResult<(StatusCode, Json<Ticket>)> {
+    let ticket = live::issue_ticket(&s.db, &ctx, &auth.0, s.config.limits.max_live_tickets).await?;
     Ok((StatusCode::CREATED, Json(Ticket { ticket, expires_in: TICKET_TTL.as_secs() })))
 }
 

@@ -8,4 +8,5 @@ pub mod fields;
 pub mod input;
 pub mod input_schema;
 pub mod pagination;
+pub mod sealed;
 pub mod streak;

@@ -9,6 +9,7 @@ mod m0004_assessments;
 mod m0005_achievements;
 mod m0006_email;
 mod m0007_idempotency;
+mod m0008_sealed_client_keys;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_achievements::Migration),
             Box::new(m0006_email::Migration),
             Box::new(m0007_idempotency::Migration),
+            Box::new(m0008_sealed_client_keys::Migration),
         ]
     }
 }

@@ -12,7 +12,7 @@ use base64::Engine;
 use chrono::Utc;
 use rand::RngCore;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect,
     RelationTrait, Statement, TryGetable,
 };
 use sha2::{Digest, Sha256};
@@ -22,7 +22,10 @@ use uuid::Uuid;
 use crate::{
     entities::{realtime_ticket, session, user},
     infra::{db::Db, realtime::Hub},
-    kernel::context::{Principal, Role},
+    kernel::{
+        audit::{self, Event},
+        context::{Principal, RequestContext, Role},
+    },
 };
 
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -32,6 +35,9 @@ pub enum TicketError {
     /// Unknown, already used, expired, or its session/user is no longer valid.
     #[error("invalid ticket")]
     Invalid,
+    /// The user holds as many unspent tickets as allowed; the oldest expires within this.
+    #[error("too many unspent tickets")]
+    TooMany { retry_after_secs: u64 },
     #[error("database")]
     Db(#[from] DbErr),
 }
@@ -40,8 +46,14 @@ fn hash(ticket: &str) -> String {
     hex::encode(Sha256::digest(ticket.as_bytes()))
 }
 
-/// Issues a ticket for the caller's own user and session.
-pub async fn issue_ticket(db: &Db, p: &Principal) -> Result<String, DbErr> {
+/// Issues a ticket for the caller's own user and session, at most `max_unspent` at a time per
+/// user: a client needs one per connection attempt, a loop would fill the table.
+pub async fn issue_ticket(
+    db: &Db,
+    ctx: &RequestContext,
+    p: &Principal,
+    max_unspent: u32,
+) -> Result<String, TicketError> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
@@ -50,6 +62,21 @@ pub async fn issue_ticket(db: &Db, p: &Principal) -> Result<String, DbErr> {
     // Expired tickets are garbage; removing them here keeps the table as small as the number
     // of tickets issued in the last 30 seconds, without a separate sweeper.
     realtime_ticket::Entity::delete_many().filter(realtime_ticket::Column::ExpiresAt.lt(now)).exec(&*txn).await?;
+    let mut owner = user::Entity::find_by_id(p.user_id);
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // One user's issues take turns, so two at once cannot both take the last place.
+        owner = owner.lock_exclusive();
+    }
+    owner.one(&*txn).await?;
+    let unspent = realtime_ticket::Entity::find()
+        .filter(realtime_ticket::Column::UserId.eq(p.user_id))
+        .order_by_asc(realtime_ticket::Column::ExpiresAt)
+        .all(&*txn)
+        .await?;
+    if unspent.len() >= max_unspent as usize {
+        let oldest = unspent[0].expires_at;
+        return Err(TicketError::TooMany { retry_after_secs: (oldest - now).num_seconds().max(1) as u64 });
+    }
     realtime_ticket::Entity::insert(realtime_ticket::ActiveModel {
         token_hash: Set(hash(&ticket)),
         user_id: Set(p.user_id),
@@ -59,6 +86,7 @@ pub async fn issue_ticket(db: &Db, p: &Principal) -> Result<String, DbErr> {
     })
     .exec_without_returning(&*txn)
     .await?;
+    audit::record(&*txn, ctx, Event::new("realtime.ticket", Some(p.user_id)).target("session", p.session_id)).await?;
     txn.commit().await?;
     Ok(ticket)
 }

@@ -12,6 +12,7 @@ mod catalog;
 mod contract;
 mod email;
 mod guards;
+mod hardening;
 mod outages;
 mod policies;
 mod process;

@@ -21,7 +21,7 @@ async fn password_length_is_8_to_128_characters() {
     assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 0);
 
     // The bounds themselves are fine, counted in characters rather than bytes.
-    for (i, pw) in ["Zq9!xk2#".to_string(), "Q".repeat(128), "é".repeat(128)].iter().enumerate() {
+    for (i, pw) in ["Zq9!xk2#".to_string(), "Qz9!".repeat(32), "éàüö".repeat(32)].iter().enumerate() {
         let email = format!("ok{i}@example.com");
         let res = register_with(&app, &email, pw).await;
         expect(res, StatusCode::CREATED).await;
@@ -59,66 +59,6 @@ async fn every_byte_of_a_long_password_counts() {
     expect(register_with(&app, "lp2@example.com", &format!("{a}one")).await, StatusCode::CREATED).await;
     problem(app.login("lp2@example.com", &format!("{a}two")).await, StatusCode::UNAUTHORIZED).await;
     login_ok(&app, "lp2@example.com", &format!("{a}one")).await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Failed-login lockout
-// ---------------------------------------------------------------------------------------------
-
-async fn failed_count(app: &TestApp, email: &str) -> i64 {
-    app.count(&format!("SELECT CAST(failed_login_count AS BIGINT) FROM users WHERE email = '{}'", sql_str(email))).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn account_locks_after_too_many_failed_logins() {
-    let app = TestApp::spawn_with(|env| {
-        env.insert("CIFIX_MAX_FAILED_LOGINS_PER_HOUR".into(), "3".into());
-    })
-    .await;
-    app.register("uma@example.com").await;
-    app.register("vic@example.com").await;
-
-    for n in 1..=3 {
-        problem(app.login("uma@example.com", "wrong password here").await, StatusCode::UNAUTHORIZED).await;
-        assert_eq!(failed_count(&app, "uma@example.com").await, n, "counted in the users table");
-    }
-    // Now even the right password is refused, with a hint when to retry.
-    let res = app.login("uma@example.com", PASSWORD).await;
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=3600).contains(&retry), "Retry-After {retry}");
-    problem(res, StatusCode::TOO_MANY_REQUESTS).await;
-    problem(app.login("uma@example.com", "wrong password here").await, StatusCode::TOO_MANY_REQUESTS).await;
-
-    // Other accounts are unaffected.
-    login_ok(&app, "vic@example.com", PASSWORD).await;
-    assert_eq!(failed_count(&app, "vic@example.com").await, 0);
-    // No session was created for the locked account after registration.
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = 'uma@example.com'")
-            .await,
-        1
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_successful_login_resets_the_failure_counter() {
-    let app = TestApp::spawn_with(|env| {
-        env.insert("CIFIX_MAX_FAILED_LOGINS_PER_HOUR".into(), "3".into());
-    })
-    .await;
-    app.register("wes@example.com").await;
-    for _ in 0..2 {
-        problem(app.login("wes@example.com", "wrong password here").await, StatusCode::UNAUTHORIZED).await;
-    }
-    assert_eq!(failed_count(&app, "wes@example.com").await, 2);
-    login_ok(&app, "wes@example.com", PASSWORD).await;
-    assert_eq!(failed_count(&app, "wes@example.com").await, 0);
-    // Two more failures do not lock: the count started again.
-    for _ in 0..2 {
-        problem(app.login("wes@example.com", "wrong password here").await, StatusCode::UNAUTHORIZED).await;
-    }
-    login_ok(&app, "wes@example.com", PASSWORD).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

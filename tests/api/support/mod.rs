@@ -182,6 +182,8 @@ pub async fn base_env_on(dir: &TempDir, backend: Backend) -> (HashMap<String, St
     env.insert("CIFIX_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     env.insert("CIFIX_AUTH_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     env.insert("CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
+    env.insert("CIFIX_AUTH_FAILURES_PER_MINUTE".into(), "100000".into());
+    env.insert("CIFIX_REGISTRATIONS_PER_HOUR".into(), "100000".into());
     if backend == Backend::Postgres {
         let prefix = format!("{REDIS_PREFIX}{}:", Uuid::new_v4().simple());
         env.insert("REDIS_URL".into(), redis_url());
@@ -254,9 +256,16 @@ impl TestApp {
     /// A second instance on the same database and Redis prefix (a second `cifix serve` behind
     /// the same load balancer). Only meaningful on PostgreSQL + Redis.
     pub async fn spawn_peer(&self) -> TestApp {
+        self.spawn_peer_with(|_| {}).await
+    }
+
+    /// As [`TestApp::spawn_peer`], started with its environment changed by `customize` (a
+    /// restart with new settings, say).
+    pub async fn spawn_peer_with(&self, customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut env = self.env.clone();
         env.insert("CIFIX_DATA_DIR".into(), dir.path().display().to_string());
+        customize(&mut env);
         Self::spawn_env(dir, env, None).await
     }
 
