@@ -104,7 +104,12 @@ class Numbers(unittest.TestCase):
     def test_ports_agree(self):
         port = int(self.config["PORT"])
         self.assertEqual(container(self.api)["ports"][0]["containerPort"], port)
-        self.assertEqual(self.api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], str(port))
+        # Prometheus scrapes the metrics port (CIFIX_METRICS_BIND), which the Service does not expose.
+        metrics_port = int(self.config["CIFIX_METRICS_BIND"].rsplit(":", 1)[1])
+        self.assertNotEqual(metrics_port, port)
+        self.assertEqual(self.api["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], str(metrics_port))
+        self.assertIn(metrics_port, [p["containerPort"] for p in container(self.api)["ports"]])
+        self.assertNotIn(metrics_port, [p.get("port") for p in self.service["spec"]["ports"]])
         self.assertEqual(self.service["spec"]["ports"][0]["targetPort"], container(self.api)["ports"][0]["name"])
         dockerfile = (ROOT / "Dockerfile").read_text()
         self.assertIn(f"EXPOSE {port}", dockerfile)
