@@ -68,6 +68,20 @@ pub struct Decision {
     pub retry_after_secs: u64,
 }
 
+impl Decision {
+    /// The answer of a Redis budget script: allowed (1 or 0), remaining, and the microseconds
+    /// until the budget is whole and until a retry may pass.
+    fn from_script(rule: &Rule, (allowed, remaining, reset_us, retry_us): (i64, i64, i64, i64)) -> Decision {
+        Decision {
+            allowed: allowed == 1,
+            limit: rule.limit,
+            remaining: remaining.max(0) as u32,
+            reset_secs: (reset_us.max(0) as u64).div_ceil(1_000_000),
+            retry_after_secs: (retry_us.max(0) as u64).div_ceil(1_000_000).max(u64::from(allowed != 1)),
+        }
+    }
+}
+
 type Keyed = Governor<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 pub struct LocalLimiter {
@@ -302,13 +316,7 @@ impl RateLimiter {
             .invoke_async(&mut conn)
             .await;
         match result {
-            Ok((allowed, remaining, reset_us, retry_us)) => Decision {
-                allowed: allowed == 1,
-                limit: rule.limit,
-                remaining: remaining.max(0) as u32,
-                reset_secs: (reset_us.max(0) as u64).div_ceil(1_000_000),
-                retry_after_secs: (retry_us.max(0) as u64).div_ceil(1_000_000).max(u64::from(allowed != 1)),
-            },
+            Ok(reply) => Decision::from_script(rule, reply),
             Err(e) => {
                 redis.trip(&e);
                 local(fallback)
@@ -331,13 +339,7 @@ impl RateLimiter {
                     .invoke_async(&mut conn)
                     .await;
                 match result {
-                    Ok((allowed, remaining, reset_us, retry_us)) => Decision {
-                        allowed: allowed == 1,
-                        limit: rule.limit,
-                        remaining: remaining.max(0) as u32,
-                        reset_secs: (reset_us.max(0) as u64).div_ceil(1_000_000),
-                        retry_after_secs: (retry_us.max(0) as u64).div_ceil(1_000_000).max(u64::from(allowed != 1)),
-                    },
+                    Ok(reply) => Decision::from_script(rule, reply),
                     Err(e) => {
                         redis.trip(&e);
                         fallback.check(rule, key)

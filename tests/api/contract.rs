@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::support::{TestApp, User};
+use crate::support::{TestApp, User, urlencode};
 
 struct Operation {
     method: Method,
@@ -162,7 +162,7 @@ async fn every_parameter_is_taken_where_the_document_puts_it() {
         for p in op.params("query") {
             let name = p["name"].as_str().unwrap();
             let value = valid_value(&p["schema"], &doc);
-            let path = format!("{}?{name}={}", op.path(), urlencoding(&value));
+            let path = format!("{}?{name}={}", op.path(), urlencode(&value));
             let res = app.req(op.method.clone(), &path, admin.auth()).send().await.unwrap();
             let status = res.status();
             let body: Value = res.json().await.unwrap_or_default();
@@ -175,16 +175,4 @@ async fn every_parameter_is_taken_where_the_document_puts_it() {
             );
         }
     }
-}
-
-fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

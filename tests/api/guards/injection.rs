@@ -141,15 +141,3 @@ async fn sql_injection_strings_in_every_text_field_are_just_text() {
     assert_eq!(app.count("SELECT COUNT(*) FROM refresh_tokens").await, sessions);
     assert!(app.count("SELECT COUNT(*) FROM audit_log").await > 0);
 }
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}

@@ -2,7 +2,7 @@
 //! SQL injection, security headers, CORS, rate limits, trusted proxies, operations endpoints and
 //! the append-only audit trail.
 
-use crate::support::{PASSWORD, TestApp, error_fields, expect, problem, s, sql_str, use_postgres};
+use crate::support::{PASSWORD, TestApp, error_fields, expect, problem, s, sql_str, urlencode, use_postgres};
 use reqwest::{Method, Response, StatusCode, header::HeaderMap};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
