@@ -43,7 +43,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Start an assessment: a pending assessment and a short-lived launch link for the tool.
 #[utoipa::path(post, path = "/me/assessments", tag = "assessments", security(("bearer" = [])),
-    responses((status = 201, body = AssessmentStarted), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 201, body = AssessmentStarted), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "Five assessments already wait for results", body = Problem)))]
 async fn start(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,

@@ -60,6 +60,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|_| ApiError::bad_request("the request body is not valid JSON"))?;
+    // Every body is an object. serde would also read a struct from an array of its fields in
+    // order (`[null, null]`), which no client means and no schema allows.
+    if !value.is_object() {
+        return Err(ApiError::field("", "the body must be a JSON object"));
+    }
     integral_floats_as_integers(&mut value);
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path = e.path().to_string();

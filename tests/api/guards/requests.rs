@@ -235,6 +235,17 @@ async fn an_enum_given_another_json_type_is_422_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_an_object_is_422() {
+    let app = TestApp::spawn().await;
+    let u = app.user("arrays", "student").await;
+    // serde alone would read `[null]` as a patch of nothing and answer 200.
+    for body in [json!([null]), json!(["Ada"]), json!("Ada"), json!(null), json!(7)] {
+        let res = app.send_json(Method::PATCH, "/me", u.auth(), body.clone()).await;
+        problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_float_without_a_fraction_is_the_integer_it_equals() {
     // JSON Schema counts 753.0 an integer, so a client generated from the document may send it.
     let app = TestApp::spawn().await;
