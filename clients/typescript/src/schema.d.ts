@@ -987,7 +987,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus text format: request counts and latency by route and status, pool usage. */
+        /**
+         * Prometheus text format: request counts and latency by route and status, pool usage.
+         *     In production it needs `Authorization: Bearer $CIFIX_METRICS_TOKEN` (without a token
+         *     configured it is not served here: use `CIFIX_METRICS_BIND`).
+         */
         get: operations["metrics"];
         put?: never;
         post?: never;
@@ -5517,6 +5521,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Five assessments already wait for results */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Too many requests; `Retry-After` says when to retry. */
             429: {
                 headers: {
@@ -7471,6 +7484,26 @@ export interface operations {
                 };
                 content: {
                     "text/plain": unknown;
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Too many requests; `Retry-After` says when to retry. */
