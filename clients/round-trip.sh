@@ -82,7 +82,7 @@ NONCE=$(openssl rand -hex 16)
 signed "tool resolves the launch token" 200 $API_PATH/integrations/assessments/launch '{"launch_token":"'"$TOKEN"'"}' "$NONCE"
 [ "$(field .assessment_id launch)" = "$ASSESSMENT" ] || fail "tool resolves the launch token" "another assessment"
 signed "the same nonce again is refused" 401 $API_PATH/integrations/assessments/launch '{"launch_token":"'"$TOKEN"'"}' "$NONCE"
-RESULTS='{"launch_token":"'"$TOKEN"'","external_id":"run-'"$RUN"'","completed_at":"2026-01-01T17:00:00Z","overall_score":41,"skills":[{"skill":"python","score":35},{"skill":"ai","score":48}],"details":{"answers":[3,1,4]}}'
+RESULTS='{"launch_token":"'"$TOKEN"'","external_id":"run-'"$RUN"'","completed_at":"'"$(date -u +%Y-%m-%dT%H:%M:%SZ)"'","overall_score":41,"skills":[{"skill":"python","score":35},{"skill":"ai","score":48}],"details":{"answers":[3,1,4]}}'
 signed "tool posts results" 201 $API_PATH/integrations/assessments/results "$RESULTS"
 signed "tool retries the same results" 200 $API_PATH/integrations/assessments/results "$RESULTS"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import unittest
 import urllib.request
 import uuid
@@ -60,7 +61,7 @@ class LiveServer(unittest.TestCase):
         run_id = "py-%s" % uuid.uuid4()
         kwargs: Any = dict(external_id=run_id, launch_token=started["launch_token"], overall_score=40,
                            skills={"python": 35, "ai": 20}, details={"source": "test_client.py"},
-                           completed_at="2026-01-01T00:00:00Z")
+                           completed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         created, assessment = self.client.post_results(**kwargs)
         self.assertTrue(created)
         self.assertEqual(assessment["status"], "completed")
