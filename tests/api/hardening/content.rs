@@ -2,11 +2,10 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::signed;
+use super::{signed, tool_and_pending_assessment};
 use crate::support::{
-    PASSWORD, TestApp, error_fields, expect, problem, s,
+    PASSWORD, TestApp, error_fields, expect, problem,
     smtp::{Script, SmtpServer},
 };
 
@@ -53,15 +52,7 @@ async fn a_password_of_spaces_or_one_repeated_character_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_dated_before_the_assessment_started_are_refused() {
     let app = TestApp::spawn().await;
-    let admin = app.user("admin", "admin").await;
-    let kid = app.user("kid", "student").await;
-    let c = expect(
-        app.post("/admin/integrations/clients", admin.auth(), json!({"name": "Tool"})).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let (id, key) = (s(&c["client_id"]), Sha256::digest(s(&c["client_secret"]).as_bytes()));
-    let a = expect(app.post("/me/assessments", kid.auth(), json!({})).await, StatusCode::CREATED).await;
+    let (id, key, a) = tool_and_pending_assessment(&app).await;
     let started = chrono::DateTime::parse_from_rfc3339(a["expires_at"].as_str().unwrap()).unwrap()
         - chrono::Duration::seconds(7200);
     let deliver = |external_id: &str, completed_at: String| {

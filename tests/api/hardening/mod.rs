@@ -12,11 +12,11 @@ mod sign_in_limits;
 use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
-use reqwest::{Method, Response};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::TestApp;
+use crate::support::{TestApp, expect, s};
 
 /// The harness lifts every budget out of the way; these tests want the shipped defaults.
 pub fn default_limits(env: &mut HashMap<String, String>) {
@@ -42,6 +42,21 @@ pub async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) ->
 }
 
 /// A machine request signed with the README's scheme, the HMAC key given directly.
+/// An integration client (its id and signing key, as the tool derives it from the secret) and a
+/// student's pending assessment, for tests of signed calls.
+pub async fn tool_and_pending_assessment(app: &TestApp) -> (String, Vec<u8>, Value) {
+    let admin = app.user("admin", "admin").await;
+    let kid = app.user("kid", "student").await;
+    let c = expect(
+        app.post("/admin/integrations/clients", admin.auth(), json!({"name": "Tool"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let key = Sha256::digest(s(&c["client_secret"]).as_bytes()).to_vec();
+    let a = expect(app.post("/me/assessments", kid.auth(), json!({})).await, StatusCode::CREATED).await;
+    (s(&c["client_id"]), key, a)
+}
+
 pub fn signed(app: &TestApp, path: &str, client_id: &str, key: &[u8], body: &Value) -> reqwest::RequestBuilder {
     let body = serde_json::to_vec(body).unwrap();
     let ts = chrono::Utc::now().timestamp().to_string();

@@ -4,10 +4,9 @@ use cifix::entities::audit_log;
 use reqwest::{Method, StatusCode};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::signed;
-use crate::support::{TestApp, expect, s};
+use super::{signed, tool_and_pending_assessment};
+use crate::support::TestApp;
 
 const LAUNCH: &str = "/api/v1/integrations/assessments/launch";
 
@@ -18,15 +17,7 @@ async fn rows(app: &TestApp, action: &str) -> Vec<audit_log::Model> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signatures_and_replays_are_audited_and_repeats_are_aggregated() {
     let app = TestApp::spawn().await;
-    let admin = app.user("admin", "admin").await;
-    let kid = app.user("kid", "student").await;
-    let c = expect(
-        app.post("/admin/integrations/clients", admin.auth(), json!({"name": "Tool"})).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let (id, key) = (s(&c["client_id"]), Sha256::digest(s(&c["client_secret"]).as_bytes()));
-    let a = expect(app.post("/me/assessments", kid.auth(), json!({})).await, StatusCode::CREATED).await;
+    let (id, key, a) = tool_and_pending_assessment(&app).await;
     let body = json!({"launch_token": a["launch_token"]});
 
     // Forty forged signatures from one address: a few rows, then one saying more follow.
