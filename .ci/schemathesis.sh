@@ -25,7 +25,7 @@ cleanup() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   if [ "$BACKEND" = postgres ]; then
     psql "$PG_ADMIN_URL/postgres" -qAtc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null || true
-    redis-cli -u "$REDIS_BASE" --scan --pattern "${REDIS_PREFIX}*" | xargs -r redis-cli -u "$REDIS_BASE" del >/dev/null || true
+    redis-cli -u "$REDIS_BASE" --scan --pattern "${REDIS_PREFIX}*" | xargs -r -d "\n" redis-cli -u "$REDIS_BASE" del >/dev/null || true
   fi
   rm -rf "$TMP"
 }
