@@ -48,6 +48,7 @@ pub async fn serve(
             }
         })
     };
+    let uploads = upload_housekeeping(state.clone());
     let draining = state.clone();
     let live_tasks = state.live_tasks.clone();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -106,6 +107,7 @@ pub async fn serve(
         tracing::warn!(open = live_tasks.len(), "live connections still open at the drain deadline");
     }
     housekeeping.abort();
+    uploads.abort();
     if let Some(m) = metrics_listener {
         m.abort();
     }
@@ -117,6 +119,31 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Retries malware scans that could not run during an upload and sweeps what failed uploads
+/// left behind, each on its own interval. Every instance runs it: a scan is claimed with a
+/// lease, and sweeping twice is harmless.
+fn upload_housekeeping(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let limits = state.config.uploads.clone();
+        let mut scans = tokio::time::interval(limits.scan_retry_interval);
+        let mut sweeps = tokio::time::interval(limits.janitor_interval);
+        loop {
+            tokio::select! {
+                _ = scans.tick() => {
+                    if let Err(e) = state.submissions.retry_scans().await {
+                        tracing::warn!(error = %e, "malware scan retries failed");
+                    }
+                }
+                _ = sweeps.tick() => {
+                    if let Err(e) = state.submissions.sweep().await {
+                        tracing::warn!(error = %e, "sweeping stale uploads failed");
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// `/metrics` alone on its own address (`CIFIX_METRICS_BIND`), for a scraper on a private

@@ -27,4 +27,5 @@ pub mod notifications;
 pub mod progress;
 pub mod reactions;
 pub mod state;
+pub mod submissions;
 pub mod telemetry;

@@ -21,10 +21,13 @@ use crate::{
         ratelimit::RateLimiter,
         realtime::{EventBus, Hub},
         redis::Redis,
+        scanner::Scanner,
+        storage::Storage,
     },
     kernel::facts::Reactor,
     progress::ProgressService,
     reactions::Reactions,
+    submissions::SubmissionService,
     telemetry,
 };
 
@@ -36,6 +39,7 @@ pub struct Inner {
     pub catalog: CatalogService,
     pub progress: ProgressService,
     pub assessments: AssessmentService,
+    pub submissions: SubmissionService,
     pub email: EmailService,
     pub limiter: Arc<RateLimiter>,
     /// Audits security refusals, bounded.
@@ -193,6 +197,16 @@ impl AppState {
             max_pending: config.limits.max_pending_assessments,
             sealer: sealer(&config, &secret),
         };
+        let submissions = SubmissionService {
+            db: db.clone(),
+            reactor: reactor.clone(),
+            storage: Arc::new(
+                Storage::from_config(&config.storage, &config.data_dir).context("configuring file storage")?,
+            ),
+            scanner: Arc::new(Scanner::from_config(&config.scanner)),
+            limits: config.uploads.clone(),
+            staging_root: crate::submissions::staging_root(&config.data_dir),
+        };
         if db.is_migrated().await.unwrap_or(false) {
             // Rows written before keys were sealed, or under a key since rotated, are sealed
             // under the current key now; until then they still open, so a failure here only
@@ -217,6 +231,7 @@ impl AppState {
             ),
             progress: ProgressService { db: db.clone(), reactor },
             assessments,
+            submissions,
             email,
             admin,
             db,

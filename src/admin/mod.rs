@@ -1,4 +1,8 @@
-//! Administration: user management and the audit-trail reader.
+//! Administration: user management, the audit-trail reader and the platform's numbers.
+
+mod stats;
+
+pub use stats::{PlatformStats, UsersByRole};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{

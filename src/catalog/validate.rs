@@ -14,17 +14,7 @@ pub fn validate_slug(slug: &str) -> Result<(), CatalogError> {
     Slug::parse(slug).map(drop).map_err(|e| FieldErrors::one("slug", e.to_string()).into())
 }
 
-/// Free text (a summary, a lesson's markdown body): at most `max` characters; line breaks and
-/// tabs are normal in markdown, other control characters are not.
-pub(super) fn parse_text(text: &str, max: usize) -> Result<String, String> {
-    if text.chars().count() > max {
-        return Err(format!("must be at most {max} characters"));
-    }
-    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(text.to_string())
-}
+pub(super) use crate::kernel::input::parse_text;
 
 pub(super) fn parse_title(title: &str) -> Result<String, crate::kernel::input::InputError> {
     Title::parse(title, TITLE_MAX).map(Title::into_inner)

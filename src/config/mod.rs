@@ -10,11 +10,15 @@ use ipnet::IpNet;
 mod email;
 mod limits;
 mod secrets;
+mod storage;
+mod uploads;
 
 pub use email::EmailConfig;
 use email::email_config;
 pub use limits::Limits;
 pub use secrets::SecretsConfig;
+pub use storage::{ClamdAddress, S3Config, ScannerConfig, StorageConfig, is_key_text};
+pub use uploads::UploadLimits;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {message}")]
@@ -94,6 +98,9 @@ pub struct Config {
     pub email: EmailConfig,
     pub limits: Limits,
     pub secrets: SecretsConfig,
+    pub uploads: UploadLimits,
+    pub storage: StorageConfig,
+    pub scanner: ScannerConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -109,6 +116,8 @@ impl std::fmt::Debug for Config {
             .field("secrets_key", &self.secrets.key.as_ref().map(|_| "<set>"))
             .field("metrics_token", &self.secrets.metrics_token.as_ref().map(|_| "<set>"))
             .field("smtp", &self.email.smtp_url.as_deref().map(redact_url))
+            .field("storage", &self.storage)
+            .field("scanner", &self.scanner)
             .finish_non_exhaustive()
     }
 }
@@ -226,6 +235,9 @@ impl Config {
         let email = email_config(&var, env, &positive)?;
         let limits = limits::limits(&var, &positive)?;
         let secrets = secrets::secrets_config(&var, env)?;
+        let uploads = uploads::upload_limits(&var, &positive)?;
+        let storage = storage::storage_config(&var, env)?;
+        let scanner = storage::scanner_config(&var, &positive)?;
 
         Ok(Config {
             env,
@@ -305,6 +317,9 @@ impl Config {
             email,
             limits,
             secrets,
+            uploads,
+            storage,
+            scanner,
         })
     }
 

@@ -27,11 +27,19 @@ pub struct EmailPreferences {
     pub assessment_results: bool,
     /// An email when the account is signed in to from a device not seen before.
     pub new_sign_in: bool,
+    /// An email when an instructor reviews one of the student's projects.
+    pub project_reviews: bool,
 }
 
 impl Default for EmailPreferences {
     fn default() -> Self {
-        EmailPreferences { achievements: true, progress_digest: true, assessment_results: true, new_sign_in: true }
+        EmailPreferences {
+            achievements: true,
+            progress_digest: true,
+            assessment_results: true,
+            new_sign_in: true,
+            project_reviews: true,
+        }
     }
 }
 
@@ -43,6 +51,7 @@ impl EmailPreferences {
             Category::Achievements => self.achievements,
             Category::ProgressDigest => self.progress_digest,
             Category::AssessmentResults => self.assessment_results,
+            Category::ProjectReviews => self.project_reviews,
         }
     }
 }
@@ -55,6 +64,7 @@ pub struct EmailPreferencesPatch {
     pub progress_digest: Option<bool>,
     pub assessment_results: Option<bool>,
     pub new_sign_in: Option<bool>,
+    pub project_reviews: Option<bool>,
 }
 
 impl EmailService {
@@ -71,6 +81,7 @@ impl EmailService {
                 progress_digest: p.progress_digest,
                 assessment_results: p.assessment_results,
                 new_sign_in: p.new_sign_in,
+                project_reviews: p.project_reviews,
             })
             .unwrap_or_default())
     }
@@ -91,6 +102,7 @@ impl EmailService {
             progress_digest: Set(prefs.progress_digest),
             assessment_results: Set(prefs.assessment_results),
             new_sign_in: Set(prefs.new_sign_in),
+            project_reviews: Set(prefs.project_reviews),
             updated_at: Set(Utc::now()),
         };
         use notification_preference::Column as C;
@@ -102,6 +114,7 @@ impl EmailService {
                         C::ProgressDigest,
                         C::AssessmentResults,
                         C::NewSignIn,
+                        C::ProjectReviews,
                         C::UpdatedAt,
                     ])
                     .to_owned(),
@@ -123,6 +136,7 @@ impl EmailService {
         prefs.progress_digest = patch.progress_digest.unwrap_or(prefs.progress_digest);
         prefs.assessment_results = patch.assessment_results.unwrap_or(prefs.assessment_results);
         prefs.new_sign_in = patch.new_sign_in.unwrap_or(prefs.new_sign_in);
+        prefs.project_reviews = patch.project_reviews.unwrap_or(prefs.project_reviews);
         self.store_preferences(&*txn, p.user_id, prefs).await?;
         audit::record(
             &*txn,
@@ -188,6 +202,7 @@ impl EmailService {
             Category::Achievements => prefs.achievements = false,
             Category::ProgressDigest => prefs.progress_digest = false,
             Category::AssessmentResults => prefs.assessment_results = false,
+            Category::ProjectReviews => prefs.project_reviews = false,
         }
         self.store_preferences(&*txn, user_id, prefs).await?;
         audit::record(

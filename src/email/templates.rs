@@ -16,6 +16,7 @@ pub enum Category {
     Achievements,
     ProgressDigest,
     AssessmentResults,
+    ProjectReviews,
 }
 
 impl Category {
@@ -26,6 +27,7 @@ impl Category {
             Category::Achievements => "achievements",
             Category::ProgressDigest => "progress_digest",
             Category::AssessmentResults => "assessment_results",
+            Category::ProjectReviews => "project_reviews",
         }
     }
     pub fn parse(s: &str) -> Option<Category> {
@@ -35,6 +37,7 @@ impl Category {
             Category::Achievements,
             Category::ProgressDigest,
             Category::AssessmentResults,
+            Category::ProjectReviews,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
@@ -51,15 +54,17 @@ pub enum Template {
     NewSignIn,
     AchievementAwarded,
     AssessmentResults,
+    SubmissionReviewed,
 }
 
 impl Template {
-    pub const ALL: [Template; 5] = [
+    pub const ALL: [Template; 6] = [
         Template::VerifyEmail,
         Template::PasswordReset,
         Template::NewSignIn,
         Template::AchievementAwarded,
         Template::AssessmentResults,
+        Template::SubmissionReviewed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +74,7 @@ impl Template {
             Template::NewSignIn => "new_sign_in",
             Template::AchievementAwarded => "achievement_awarded",
             Template::AssessmentResults => "assessment_results",
+            Template::SubmissionReviewed => "submission_reviewed",
         }
     }
 
@@ -78,6 +84,7 @@ impl Template {
             Template::NewSignIn => Category::NewSignIn,
             Template::AchievementAwarded => Category::Achievements,
             Template::AssessmentResults => Category::AssessmentResults,
+            Template::SubmissionReviewed => Category::ProjectReviews,
         }
     }
 
@@ -108,6 +115,10 @@ impl Template {
             Template::AssessmentResults => (
                 include_str!("../../templates/email/assessment_results.txt"),
                 include_str!("../../templates/email/assessment_results.html"),
+            ),
+            Template::SubmissionReviewed => (
+                include_str!("../../templates/email/submission_reviewed.txt"),
+                include_str!("../../templates/email/submission_reviewed.html"),
             ),
         }
     }

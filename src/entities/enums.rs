@@ -103,6 +103,50 @@ pub enum AssessmentState {
 }
 names!(AssessmentState { Pending => "pending", Completed => "completed" });
 
+/// Where a project submission stands. `rejected` is the scanner's verdict (a file carried
+/// malware), never a reviewer's: reviewers approve or ask for changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionStatus {
+    #[sea_orm(string_value = "submitted")]
+    Submitted,
+    #[sea_orm(string_value = "approved")]
+    Approved,
+    #[sea_orm(string_value = "changes_requested")]
+    ChangesRequested,
+    #[sea_orm(string_value = "rejected")]
+    Rejected,
+}
+names!(SubmissionStatus {
+    Submitted => "submitted",
+    Approved => "approved",
+    ChangesRequested => "changes_requested",
+    Rejected => "rejected",
+});
+
+/// A file's malware scan. Only `clean` and `not_scanned` (scanning is off) may be downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+#[serde(rename_all = "snake_case")]
+pub enum ScanStatus {
+    #[sea_orm(string_value = "not_scanned")]
+    NotScanned,
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "clean")]
+    Clean,
+    #[sea_orm(string_value = "infected")]
+    Infected,
+}
+names!(ScanStatus { NotScanned => "not_scanned", Pending => "pending", Clean => "clean", Infected => "infected" });
+
+impl ScanStatus {
+    pub fn downloadable(self) -> bool {
+        matches!(self, ScanStatus::Clean | ScanStatus::NotScanned)
+    }
+}
+
 /// The metric an achievement rule is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
@@ -151,6 +195,8 @@ mod tests {
         check(ProgressStatus::as_str);
         check(AssessmentState::as_str);
         check(AchievementKind::as_str);
+        check(SubmissionStatus::as_str);
+        check(ScanStatus::as_str);
         assert!(Role::try_from_value(&"superuser".to_string()).is_err());
     }
 }

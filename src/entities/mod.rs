@@ -24,5 +24,7 @@ pub mod realtime_ticket;
 pub mod refresh_token;
 pub mod session;
 pub mod skill_level;
+pub mod submission;
+pub mod submission_file;
 pub mod user;
 pub mod user_achievement;

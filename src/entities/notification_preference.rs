@@ -10,6 +10,7 @@ pub struct Model {
     pub progress_digest: bool,
     pub assessment_results: bool,
     pub new_sign_in: bool,
+    pub project_reviews: bool,
     pub updated_at: DateTimeUtc,
 }
 

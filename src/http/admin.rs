@@ -1,4 +1,5 @@
-//! `/admin/*`: user management and the audit trail (admins only; 404 for everyone else).
+//! `/admin/*`: user management, the audit trail and the platform's numbers (admins only; 404
+//! for everyone else).
 
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use super::{
     problem::{ApiResult, PathId, Problem},
 };
 use crate::{
-    admin::{AdminUserView, AuditEntryView, AuditFilter},
+    admin::{AdminUserView, AuditEntryView, AuditFilter, PlatformStats},
     email::EmailView,
     kernel::context::Role,
     kernel::pagination::Page,
@@ -26,6 +27,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit_log))
         .routes(routes!(list_emails))
         .routes(routes!(retry_email))
+        .routes(routes!(stats))
+}
+
+/// The platform's numbers: active accounts by role, students active in the last 7 days,
+/// enrollments and completions, completed assessments, submissions waiting for review.
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = PlatformStats), (status = 404, body = Problem)))]
+async fn stats(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<PlatformStats>> {
+    auth.require(&[Role::Admin])?;
+    Ok(Json(s.admin.stats().await?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -18,6 +18,7 @@ use crate::{
     kernel::fields::FieldErrors,
     notifications::{NotificationError, live::TicketError},
     progress::ProgressError,
+    submissions::SubmitError,
 };
 
 impl From<FieldErrors> for ApiError {
@@ -160,6 +161,39 @@ impl From<AuthError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid-token", "the link is invalid, expired or already used")
             }
             AuthError::Db(_) | AuthError::Hash(_) | AuthError::Email(_) => ApiError::internal_error(e),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Validation(v) => v.into(),
+            SubmitError::NotFound => ApiError::not_found(),
+            SubmitError::TooLarge { field, detail } => {
+                let mut e = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", detail);
+                e.errors = vec![crate::kernel::fields::FieldError::new(field, "is over its limit")];
+                e
+            }
+            SubmitError::QuotaExceeded(detail) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "storage-quota-exceeded", detail)
+            }
+            SubmitError::Unsupported { field, detail } => {
+                let mut e = ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-file-type", detail);
+                e.errors = vec![crate::kernel::fields::FieldError::new(field, "is not a type we accept")];
+                e
+            }
+            SubmitError::Conflict(slug, detail) => ApiError::new(StatusCode::CONFLICT, slug, detail),
+            SubmitError::RangeNotSatisfiable(_) => ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                "the range is outside the file",
+            ),
+            SubmitError::StorageUnavailable(ref cause) => {
+                tracing::error!(error = %cause, "file storage unavailable");
+                ApiError::unavailable(30, "file storage is unavailable right now; nothing was kept, try again later")
+            }
+            SubmitError::Io(_) | SubmitError::Db(_) | SubmitError::Reaction(_) => ApiError::internal_error(e),
         }
     }
 }

@@ -6,7 +6,6 @@ use std::{
 };
 
 use axum::{
-    Extension,
     body::Body,
     extract::{ConnectInfo, MatchedPath, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
@@ -17,7 +16,7 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::{
-    extract::{UserSlot, bearer_token},
+    extract::UserSlot,
     policy::Unremembered,
     problem::{ApiError, REQUEST_ID},
 };
@@ -180,7 +179,12 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
-    let csp = if is_docs {
+    // A user's file is served with `sandbox`: opened in a tab, it runs nothing and reaches
+    // nothing of ours.
+    let sandboxed = h.get("content-security-policy").is_some_and(|v| v == "sandbox");
+    let csp = if sandboxed {
+        "sandbox; default-src 'none'; frame-ancestors 'none'"
+    } else if is_docs {
         // Swagger UI is served from the binary and needs its own scripts and inline styles.
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
     } else {
@@ -267,92 +271,25 @@ fn with_budget(mut res: Response, decision: Decision) -> Response {
     res
 }
 
+/// The request deadline: the API-wide one, or the upload deadline for routes whose handler
+/// streams the body. A request past it is answered 503 (the client may retry).
+pub async fn deadline(State((state, policy)): State<(AppState, Unremembered)>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let limit = if route.is_some_and(|r| policy.streams(r)) {
+        state.config.uploads.timeout
+    } else {
+        state.config.request_timeout
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 /// Catches a panicking handler and answers a plain 500 (turned into problem+json above).
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
     tracing::error!("handler panicked");
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
-/// `Idempotency-Key` on POST creates (rules in `crate::idempotency`).
-/// Routes marked by `policy::not_remembered` are passed through untouched.
-pub async fn idempotency(
-    State(state): State<AppState>,
-    Extension(unremembered): Extension<Unremembered>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(key) = req.headers().get("idempotency-key").cloned() else { return next.run(req).await };
-    // A request no route matched is never remembered: only a route that is known not to carry
-    // credentials may be.
-    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    if req.method() != axum::http::Method::POST || route.is_none_or(|r| unremembered.contains(r)) {
-        return next.run(req).await;
-    }
-    let Some(key) = key.to_str().ok().filter(|k| crate::idempotency::valid_key(k)).map(str::to_string) else {
-        return ApiError::field("Idempotency-Key", "must be 1 to 200 visible ASCII characters").into_response();
-    };
-    // Keys belong to the caller. Without a valid token there is no caller: the handler will
-    // answer 401 and there is nothing to remember.
-    // A full session check, not just the signature: a revoked session must not read back
-    // stored responses.
-    let principal = match bearer_token(req.headers()) {
-        Some(t) => state.auth.authenticate(t).await.ok(),
-        None => None,
-    };
-    let Some(principal) = principal else { return next.run(req).await };
-    let scope = principal.user_id.to_string();
-    // The handler's `Auth` uses this instead of reading the same rows again.
-    let mut req = req;
-    req.extensions_mut().insert(Authenticated(principal));
-
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, state.config.body_limit_bytes).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
-            .into_response();
-    };
-    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    let fp = crate::idempotency::fingerprint(parts.method.as_str(), &target, &bytes);
-    use crate::idempotency::{Claim, claim, complete, release};
-    match claim(&state.db, &scope, &key, &fp).await {
-        Err(e) => ApiError::internal(e).into_response(),
-        Ok(Claim::Mismatch) => {
-            ApiError::field("Idempotency-Key", "was already used with a different request").into_response()
-        }
-        Ok(Claim::InProgress) => ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency-in-progress",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-        )
-        .into_response(),
-        Ok(Claim::Replay { status, content_type, body }) => {
-            let mut res = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-            if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
-                res.headers_mut().insert(header::CONTENT_TYPE, ct);
-            }
-            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-            res
-        }
-        Ok(Claim::Fresh) => {
-            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-            let (res_parts, res_body) = res.into_parts();
-            let Ok(body) = axum::body::to_bytes(res_body, 16 * 1024 * 1024).await else {
-                let _ = release(&state.db, &scope, &key).await;
-                return ApiError::internal("response too large to keep for Idempotency-Key").into_response();
-            };
-            let content_type = res_parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            let stored = match (res_parts.status.is_success(), std::str::from_utf8(&body)) {
-                (true, Ok(text)) => {
-                    complete(&state.db, &scope, &key, res_parts.status.as_u16(), content_type, text).await
-                }
-                _ => release(&state.db, &scope, &key).await,
-            };
-            if let Err(e) = stored {
-                // The create itself succeeded; only its replay record is missing.
-                tracing::error!(error = %e, "idempotency record not saved");
-            }
-            Response::from_parts(res_parts, Body::from(body))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod email;
 pub mod errors;
 pub mod extract;
+pub mod idempotent;
 pub mod machine;
 pub mod me;
 pub mod middleware;
@@ -19,6 +20,8 @@ pub mod policy;
 pub mod problem;
 pub mod progress;
 pub mod realtime;
+pub mod submissions;
+pub mod uploads;
 
 use std::time::Duration;
 
@@ -28,7 +31,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{from_fn, from_fn_with_state},
 };
-use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, timeout::TimeoutLayer};
+use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
@@ -47,7 +50,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(email::router())
         .merge(notifications::router())
         .merge(achievements::router())
-        .merge(realtime::router());
+        .merge(realtime::router())
+        .merge(submissions::router());
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(ops::live))
         .routes(routes!(ops::ready))
@@ -111,10 +115,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         // Innermost first: each `.layer` wraps everything above it.
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(from_fn_with_state(state.clone(), middleware::idempotency))
-        .layer(Extension(unremembered))
+        .layer(from_fn_with_state(state.clone(), idempotent::idempotency))
+        .layer(Extension(unremembered.clone()))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, cfg.request_timeout))
+        .layer(from_fn_with_state((state.clone(), unremembered), middleware::deadline))
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
         .layer(cors)
         .layer(from_fn_with_state(state.clone(), middleware::security_headers))

@@ -37,19 +37,57 @@ pub fn not_remembered(mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppS
     router
 }
 
-/// The route templates (as in `MatchedPath`) whose POSTs are not remembered.
+/// The OpenAPI extension that marks an upload: a body streamed by its handler, with its own
+/// size limits, deadline and `Idempotency-Key` handling.
+const STREAMED: &str = "x-cifix-streamed-body";
+
+/// For upload routes: the shared guards would buffer the body to fingerprint it (idempotency)
+/// and cut it at the API-wide size and time limits. The handler streams it instead, enforces
+/// the upload limits while it reads, and claims the `Idempotency-Key` itself once the body is
+/// on disk. Marked like [`not_remembered`], for the same reason.
+pub fn streamed_body(mut router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    for item in router.get_openapi_mut().paths.paths.values_mut() {
+        for op in [&mut item.post, &mut item.put].into_iter().flatten() {
+            let ext = op.extensions.get_or_insert_with(Extensions::default);
+            ext.insert(STREAMED.to_string(), serde_json::Value::Bool(true));
+        }
+    }
+    router
+}
+
+/// The route templates (as in `MatchedPath`) whose POSTs are not remembered, and those whose
+/// body the handler streams.
 #[derive(Clone, Default)]
-pub struct Unremembered(Arc<HashSet<String>>);
+pub struct Unremembered {
+    not_remembered: Arc<HashSet<String>>,
+    streamed: Arc<HashSet<String>>,
+}
 
 impl Unremembered {
     pub fn from_doc(doc: &OpenApi) -> Self {
-        let marked = doc.paths.paths.iter().filter(|(_, item)| {
-            item.post.as_ref().and_then(|op| op.extensions.as_ref()).is_some_and(|e| e.contains_key(NOT_REMEMBERED))
-        });
-        Unremembered(Arc::new(marked.map(|(path, _)| path.clone()).collect()))
+        let marked = |mark: &str| -> HashSet<String> {
+            doc.paths
+                .paths
+                .iter()
+                .filter(|(_, item)| {
+                    [&item.post, &item.put]
+                        .into_iter()
+                        .flatten()
+                        .any(|op| op.extensions.as_ref().is_some_and(|e| e.contains_key(mark)))
+                })
+                .map(|(path, _)| path.clone())
+                .collect()
+        };
+        Unremembered { not_remembered: Arc::new(marked(NOT_REMEMBERED)), streamed: Arc::new(marked(STREAMED)) }
     }
 
+    /// Not remembered at all: the document shows no `Idempotency-Key` for it.
     pub fn contains(&self, route: &str) -> bool {
-        self.0.contains(route)
+        self.not_remembered.contains(route)
+    }
+
+    /// The handler streams the body (and handles `Idempotency-Key` itself).
+    pub fn streams(&self, route: &str) -> bool {
+        self.streamed.contains(route)
     }
 }

@@ -5,4 +5,6 @@ pub mod db;
 pub mod ratelimit;
 pub mod realtime;
 pub mod redis;
+pub mod scanner;
+pub mod storage;
 pub mod wakeup;

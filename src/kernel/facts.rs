@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::context::RequestContext;
 use crate::{
-    entities::{achievement, assessment, lesson_progress},
+    entities::{achievement, assessment, lesson_progress, submission, submission_file},
     infra::db::WriteTxn,
 };
 
@@ -28,6 +28,9 @@ pub enum Fact {
     OutlineShrunk(OutlineShrunk),
     AssessmentCompleted(AssessmentCompleted),
     AchievementAwarded(AchievementAwarded),
+    SubmissionCreated(SubmissionCreated),
+    FileScanned(FileScanned),
+    SubmissionReviewed(SubmissionReviewed),
 }
 
 /// One lesson's progress was written by a single update.
@@ -97,6 +100,34 @@ pub struct AchievementAwarded {
     pub awarded_at: DateTime<Utc>,
     /// The student's value of the achievement's metric when it was earned.
     pub value: f64,
+}
+
+/// A student handed in a project version. Files scanned during the upload carry their verdict;
+/// when one was infected the submission is already `rejected`.
+#[derive(Debug, Clone)]
+pub struct SubmissionCreated {
+    pub submission: submission::Model,
+    pub files: Vec<submission_file::Model>,
+    pub lesson_title: String,
+}
+
+/// A scan that could not run during the upload ran later. `file.scan_status` is the verdict;
+/// when it is `infected`, `submission` is the submission as rejected by it.
+#[derive(Debug, Clone)]
+pub struct FileScanned {
+    pub file: submission_file::Model,
+    pub submission: submission::Model,
+    /// Set when this verdict rejected the submission (its first infected file).
+    pub rejected: bool,
+}
+
+/// An instructor (or admin) approved a submission or asked for changes.
+#[derive(Debug, Clone)]
+pub struct SubmissionReviewed {
+    pub submission: submission::Model,
+    pub lesson_title: String,
+    /// The student's approved projects (distinct lessons) after this review.
+    pub approved_projects: u64,
 }
 
 /// A course's completion for one student, computed from its current outline.

@@ -135,6 +135,18 @@ impl EmailAddress {
     }
 }
 
+/// Free text (a summary, a lesson's markdown body, a note): at most `max` characters; line
+/// breaks and tabs are normal in such text, other control characters are not.
+pub fn parse_text(text: &str, max: usize) -> Result<String, String> {
+    if text.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,11 @@ pub fn text<const MAX: usize>() -> Object {
     string(false).max_length(Some(MAX)).pattern(Some(TEXT)).build()
 }
 
+/// Free text of 1 to `MAX` characters.
+pub fn required_text<const MAX: usize>() -> Object {
+    string(false).min_length(Some(1)).max_length(Some(MAX)).pattern(Some(TEXT)).build()
+}
+
 pub fn text_or_null<const MAX: usize>() -> Object {
     string(true).max_length(Some(MAX)).pattern(Some(TEXT)).build()
 }

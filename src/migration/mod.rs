@@ -10,6 +10,7 @@ mod m0005_achievements;
 mod m0006_email;
 mod m0007_idempotency;
 mod m0008_sealed_client_keys;
+mod m0009_submissions;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_email::Migration),
             Box::new(m0007_idempotency::Migration),
             Box::new(m0008_sealed_client_keys::Migration),
+            Box::new(m0009_submissions::Migration),
         ]
     }
 }

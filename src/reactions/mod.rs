@@ -13,6 +13,7 @@
 mod achievements;
 mod assessments;
 mod progress;
+mod submissions;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
@@ -136,6 +137,9 @@ impl Reactions {
             Fact::OutlineShrunk(f) => self.outline_shrunk(pass, f).await,
             Fact::AssessmentCompleted(f) => self.assessment_completed(pass, f).await,
             Fact::AchievementAwarded(f) => self.achievement_awarded(pass, f).await,
+            Fact::SubmissionCreated(f) => self.submission_created(pass, f).await,
+            Fact::FileScanned(f) => self.file_scanned(pass, f).await,
+            Fact::SubmissionReviewed(f) => self.submission_reviewed(pass, f).await,
         }
     }
 }

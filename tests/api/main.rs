@@ -19,3 +19,5 @@ mod process;
 mod progress;
 mod reactions;
 mod realtime;
+mod storage;
+mod submissions;

@@ -12,7 +12,7 @@ async fn preferences_and_one_click_unsubscribe() {
     let prefs: Value = app.get("/me/notification-preferences", Some(&token)).await.json().await.unwrap();
     assert_eq!(
         prefs,
-        json!({"email": {"achievements": true, "progress_digest": true, "assessment_results": true, "new_sign_in": true}})
+        json!({"email": {"achievements": true, "progress_digest": true, "assessment_results": true, "new_sign_in": true, "project_reviews": true}})
     );
     let user_id: uuid::Uuid = pair["user"]["id"].as_str().unwrap().parse().unwrap();
     let svc = &app.state.email;

@@ -8,8 +8,11 @@
 //! test fails: an unwinding panic runs `Drop` like a normal return does.
 
 pub mod catalog;
+pub mod clamd;
 pub mod live;
 pub mod process;
+pub mod s3;
+pub mod services;
 pub mod smtp;
 
 use std::{collections::HashMap, time::Duration};
@@ -223,6 +226,8 @@ pub struct TestApp {
     pub dir: TempDir,
     /// Only the first instance on a database owns it; a peer leaves it to the owner.
     scratch: Option<Scratch>,
+    /// Services of the test's own (a bucket prefix, say), removed after the application.
+    kept: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TestApp {
@@ -293,7 +298,14 @@ impl TestApp {
             server: Some(server),
             dir,
             scratch,
+            kept: vec![],
         }
+    }
+
+    /// Keeps `guard` until this application is dropped, and drops it after.
+    pub fn keeping(mut self, guard: impl std::any::Any + Send + Sync) -> TestApp {
+        self.kept.push(Box::new(guard));
+        self
     }
 
     /// Signals shutdown and returns the server task, to observe draining.
@@ -392,6 +404,7 @@ impl Drop for TestApp {
             server.abort();
         }
         drop(self.scratch.take());
+        self.kept.clear();
     }
 }
 
