@@ -26,13 +26,13 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    let upload = OpenApiRouter::new().routes(routes!(submit)).layer(axum::extract::DefaultBodyLimit::disable());
+    let upload = OpenApiRouter::new().routes(routes!(submit_project)).layer(axum::extract::DefaultBodyLimit::disable());
     OpenApiRouter::new()
-        .routes(routes!(list_mine))
-        .routes(routes!(get_one))
-        .routes(routes!(download))
-        .routes(routes!(list_course))
-        .routes(routes!(review))
+        .routes(routes!(list_my_submissions))
+        .routes(routes!(get_submission))
+        .routes(routes!(download_file))
+        .routes(routes!(list_course_submissions))
+        .routes(routes!(review_submission))
         .merge(policy::streamed_body(upload))
 }
 
@@ -63,7 +63,7 @@ struct SubmissionForm {
         (status = 415, description = "Not multipart, or a file type outside the allow-list", body = Problem),
         (status = 422, description = "A file is unacceptable (bad name, unsafe archive, broken image …), named as `files[i]`", body = Problem),
         (status = 503, description = "File storage is unavailable; nothing was kept", body = Problem)))]
-async fn submit(
+async fn submit_project(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
@@ -125,7 +125,7 @@ impl SubmissionQuery {
 /// The caller's submissions, newest first.
 #[utoipa::path(get, path = "/me/submissions", tag = "submissions", params(SubmissionQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<SubmissionView>)))]
-async fn list_mine(
+async fn list_my_submissions(
     State(s): State<AppState>,
     auth: Auth,
     ApiQuery(q): ApiQuery<SubmissionQuery>,
@@ -138,7 +138,7 @@ async fn list_mine(
 /// instructor and admins; 404 for others.
 #[utoipa::path(get, path = "/submissions/{id}", tag = "submissions", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 200, body = SubmissionView), (status = 404, body = Problem)))]
-async fn get_one(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> ApiResult<Json<SubmissionView>> {
+async fn get_submission(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> ApiResult<Json<SubmissionView>> {
     Ok(Json(s.submissions.get(&auth.0, id).await?))
 }
 
@@ -146,7 +146,7 @@ async fn get_one(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> A
 /// the review queue).
 #[utoipa::path(get, path = "/courses/{id}/submissions", tag = "submissions", params(("id" = Uuid, Path), SubmissionQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<SubmissionView>), (status = 404, body = Problem)))]
-async fn list_course(
+async fn list_course_submissions(
     State(s): State<AppState>,
     auth: Auth,
     PathId(id): PathId,
@@ -162,7 +162,7 @@ async fn list_course(
 #[utoipa::path(post, path = "/submissions/{id}/review", tag = "submissions", params(("id" = Uuid, Path)), security(("bearer" = [])),
     request_body = ReviewInput,
     responses((status = 200, body = SubmissionView), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn review(
+async fn review_submission(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,
@@ -181,7 +181,7 @@ async fn review(
         (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 416, description = "The range is outside the file", body = Problem)))]
-async fn download(
+async fn download_file(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     auth: Auth,

@@ -78,6 +78,21 @@ async fn assert_documented(op: &Operation, what: &str, res: reqwest::Response) -
     status
 }
 
+/// A generated client names its methods after the operation ids: two alike and it cannot be
+/// compiled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_id_is_unique() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let mut seen = std::collections::HashMap::new();
+    for op in operations(&doc) {
+        let id = op.op["operationId"].as_str().unwrap_or_else(|| panic!("{} has no operationId", op.name())).to_string();
+        if let Some(other) = seen.insert(id.clone(), op.name()) {
+            panic!("operationId {id} is used by {other} and {}", op.name());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_is_routed_and_refuses_a_caller_without_credentials_as_documented() {
     let app = TestApp::spawn().await;

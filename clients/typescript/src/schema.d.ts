@@ -141,6 +141,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The platform's numbers: active accounts by role, students active in the last 7 days,
+         *     enrollments and completions, completed assessments, submissions waiting for review.
+         */
+        get: operations["stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/users": {
         parameters: {
             query?: never;
@@ -424,6 +444,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/courses/{id}/submissions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A course's submissions for its instructor and admins, oldest first (`?status=submitted` is
+         *     the review queue).
+         */
+        get: operations["list_course_submissions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/email/unsubscribe": {
         parameters: {
             query?: never;
@@ -461,6 +501,27 @@ export interface paths {
          *     dedupe by `id`), then live events.
          */
         get: operations["events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/files/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file's bytes, as an attachment that runs nothing when opened; honours a single `Range`.
+         *     For the file's student, the course's instructor and admins; 404 for others. 409 while the
+         *     file waits for its virus check or after it was refused.
+         */
+        get: operations["download_file"];
         put?: never;
         post?: never;
         delete?: never;
@@ -547,6 +608,28 @@ export interface paths {
         head?: never;
         /** Edit or move a lesson within its module. */
         patch: operations["update_lesson"];
+        trace?: never;
+    };
+    "/api/v1/lessons/{lesson_id}/submissions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hand in a project for a `project` lesson of a course the student is enrolled in. The body
+         *     is streamed: limits are checked from `Content-Length` before reading and again while
+         *     reading; nothing is kept of a refused upload. 409 while the previous version waits for
+         *     review or after it was approved; a new version is welcome after `changes_requested`.
+         */
+        post: operations["submit_project"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/me": {
@@ -830,6 +913,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/me/submissions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's submissions, newest first. */
+        get: operations["list_my_submissions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/modules/{id}": {
         parameters: {
             query?: never;
@@ -879,6 +979,46 @@ export interface paths {
          *     on one).
          */
         post: operations["ticket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/submissions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One submission with every version of the project: for its student, the course's
+         *     instructor and admins; 404 for others.
+         */
+        get: operations["get_submission"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/submissions/{id}/review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Approve a submission or ask for changes (the course's instructor, admins). 409 when it was
+         *     already answered or a file still waits for its virus check.
+         */
+        post: operations["review_submission"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1242,6 +1382,8 @@ export interface components {
             /** @description An email when the account is signed in to from a device not seen before. */
             new_sign_in: boolean;
             progress_digest: boolean;
+            /** @description An email when an instructor reviews one of the student's projects. */
+            project_reviews: boolean;
         };
         /** @description A partial update: fields left out keep their value. */
         EmailPreferencesPatch: {
@@ -1249,6 +1391,7 @@ export interface components {
             assessment_results?: boolean | null;
             new_sign_in?: boolean | null;
             progress_digest?: boolean | null;
+            project_reviews?: boolean | null;
         };
         /** @description The admin's view of an outbox row (API.md's `/admin/emails`). */
         EmailView: {
@@ -1281,6 +1424,26 @@ export interface components {
             /** @description The field's path in the request, e.g. `title` or `events[3].score`. */
             field: string;
             message: string;
+        };
+        FileView: {
+            /** @description Decided from the bytes, not from the name or the declared type. */
+            content_type: string;
+            /** @description Where the bytes are, for those allowed to read them. */
+            download_path: string;
+            /** @description The name the student gave the file; shown, never used as a path. */
+            filename: string;
+            /** Format: uuid */
+            id: string;
+            /** @description `pending` files are not downloadable until the virus check ran; `infected` ones never. */
+            scan_status: components["schemas"]["ScanStatus"];
+            /** @description SHA-256 of the stored bytes, hex. */
+            sha256: string;
+            /**
+             * Format: int64
+             * @description Bytes as stored (an image is re-encoded without its metadata, so it may differ from
+             *     the upload).
+             */
+            size: number;
         };
         ForgotRequest: {
             email: string;
@@ -1656,6 +1819,74 @@ export interface components {
             }[];
             next_cursor?: string | null;
         };
+        Page_SubmissionView: {
+            items: {
+                /** Format: uuid */
+                course_id: string;
+                /** Format: date-time */
+                created_at: string;
+                feedback?: string | null;
+                files: components["schemas"]["FileView"][];
+                /** Format: uuid */
+                id: string;
+                /** Format: uuid */
+                lesson_id: string;
+                note: string;
+                /** Format: date-time */
+                reviewed_at?: string | null;
+                /** Format: uuid */
+                reviewed_by?: string | null;
+                /**
+                 * Format: int32
+                 * @description 0 to 100, when the reviewer gave one.
+                 */
+                score?: number | null;
+                /**
+                 * @description `submitted` (waiting for review), `approved`, `changes_requested` (the student may hand
+                 *     in a new version), or `rejected` (a file carried malware; hand in again).
+                 */
+                status: components["schemas"]["SubmissionStatus"];
+                /** Format: int64 */
+                total_bytes: number;
+                /** Format: date-time */
+                updated_at: string;
+                /** Format: uuid */
+                user_id: string;
+                /**
+                 * Format: int32
+                 * @description 1 for the first hand-in, one more for each resubmission.
+                 */
+                version: number;
+                /**
+                 * @description Every version of this project, oldest first (this one included). Filled on single
+                 *     reads; lists leave it empty.
+                 */
+                versions: components["schemas"]["VersionRef"][];
+            }[];
+            next_cursor?: string | null;
+        };
+        PlatformStats: {
+            /**
+             * Format: int64
+             * @description Students with any learning activity in the last 7 days.
+             */
+            active_students_7d: number;
+            /** Format: int64 */
+            assessments_completed: number;
+            /**
+             * Format: int64
+             * @description Enrollments whose every lesson is completed.
+             */
+            completions: number;
+            /** Format: int64 */
+            enrollments: number;
+            /**
+             * Format: int64
+             * @description Submissions waiting for review.
+             */
+            submissions_pending: number;
+            users_by_role: components["schemas"]["UsersByRole"];
+        };
         Problem: {
             detail: string;
             errors?: components["schemas"]["FieldError"][];
@@ -1736,8 +1967,21 @@ export interface components {
             /** @description Each skill once. */
             skills: components["schemas"]["SkillScore"][];
         };
+        ReviewInput: {
+            feedback: string;
+            /** Format: int64 */
+            score?: number | null;
+            status: components["schemas"]["ReviewOutcome"];
+        };
+        /** @enum {string} */
+        ReviewOutcome: "approved" | "changes_requested";
         /** @enum {string} */
         Role: "student" | "instructor" | "admin";
+        /**
+         * @description A file's malware scan. Only `clean` and `not_scanned` (scanning is off) may be downloaded.
+         * @enum {string}
+         */
+        ScanStatus: "not_scanned" | "pending" | "clean" | "infected";
         SesResult: {
             /** @description Addresses added to the suppression list by this notification. */
             suppressed: number;
@@ -1774,6 +2018,65 @@ export interface components {
              */
             position: number;
             reason: string;
+        };
+        /** @description The form of a hand-in (multipart/form-data). */
+        SubmissionForm: {
+            /**
+             * @description One part per file, each with its file name: code and text (UTF-8), notebooks (.ipynb),
+             *     images (PNG, JPEG, GIF, WebP; re-encoded without metadata), PDF, and zip archives
+             *     (checked before they are accepted).
+             */
+            files: string[];
+            note?: string;
+        };
+        /**
+         * @description Where a project submission stands. `rejected` is the scanner's verdict (a file carried
+         *     malware), never a reviewer's: reviewers approve or ask for changes.
+         * @enum {string}
+         */
+        SubmissionStatus: "submitted" | "approved" | "changes_requested" | "rejected";
+        SubmissionView: {
+            /** Format: uuid */
+            course_id: string;
+            /** Format: date-time */
+            created_at: string;
+            feedback?: string | null;
+            files: components["schemas"]["FileView"][];
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            lesson_id: string;
+            note: string;
+            /** Format: date-time */
+            reviewed_at?: string | null;
+            /** Format: uuid */
+            reviewed_by?: string | null;
+            /**
+             * Format: int32
+             * @description 0 to 100, when the reviewer gave one.
+             */
+            score?: number | null;
+            /**
+             * @description `submitted` (waiting for review), `approved`, `changes_requested` (the student may hand
+             *     in a new version), or `rejected` (a file carried malware; hand in again).
+             */
+            status: components["schemas"]["SubmissionStatus"];
+            /** Format: int64 */
+            total_bytes: number;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: uuid */
+            user_id: string;
+            /**
+             * Format: int32
+             * @description 1 for the first hand-in, one more for each resubmission.
+             */
+            version: number;
+            /**
+             * @description Every version of this project, oldest first (this one included). Filled on single
+             *     reads; lists leave it empty.
+             */
+            versions: components["schemas"]["VersionRef"][];
         };
         Ticket: {
             /**
@@ -1821,6 +2124,25 @@ export interface components {
             /** Format: uuid */
             id: string;
             role: components["schemas"]["Role"];
+        };
+        /** @description Active accounts by role. */
+        UsersByRole: {
+            /** Format: int64 */
+            admin: number;
+            /** Format: int64 */
+            instructor: number;
+            /** Format: int64 */
+            student: number;
+        };
+        /** @description Another version of the same student's project for the same lesson. */
+        VersionRef: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            status: components["schemas"]["SubmissionStatus"];
+            /** Format: int32 */
+            version: number;
         };
     };
     responses: never;
@@ -2595,6 +2917,77 @@ export interface operations {
                 };
             };
             /** @description No such resource, or not one the caller may see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlatformStats"];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4301,6 +4694,96 @@ export interface operations {
             };
         };
     };
+    list_course_submissions: {
+        parameters: {
+            query?: {
+                status?: components["schemas"]["SubmissionStatus"];
+                /** @description Only this lesson's submissions. */
+                lesson_id?: string;
+                /** @description 1 to 100, default 20. */
+                limit?: number;
+                /** @description `next_cursor` from the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_SubmissionView"];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource, or not one the caller may see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field, query parameter or header is invalid; `errors` names each one. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     unsubscribe_page: {
         parameters: {
             query: {
@@ -4500,6 +4983,106 @@ export interface operations {
             };
             /** @description A field, query parameter or header is invalid; `errors` names each one. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    download_file: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The whole file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": number[];
+                };
+            };
+            /** @description The requested range */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": number[];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource, or not one the caller may see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The range is outside the file */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5155,6 +5738,131 @@ export interface operations {
                 };
             };
             /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    submit_project: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                lesson_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["SubmissionForm"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmissionView"];
+                };
+            };
+            /** @description The body is not well-formed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource, or not one the caller may see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The previous version waits for review or was approved, or the lesson takes no files */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A file, the submission or the student's storage quota is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not multipart, or a file type outside the allow-list */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A file is unacceptable (bad name, unsafe archive, broken image …), named as `files[i]` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description File storage is unavailable; nothing was kept */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -6740,6 +7448,85 @@ export interface operations {
             };
         };
     };
+    list_my_submissions: {
+        parameters: {
+            query?: {
+                status?: components["schemas"]["SubmissionStatus"];
+                /** @description Only this lesson's submissions. */
+                lesson_id?: string;
+                /** @description 1 to 100, default 20. */
+                limit?: number;
+                /** @description `next_cursor` from the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_SubmissionView"];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field, query parameter or header is invalid; `errors` names each one. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     delete_module: {
         parameters: {
             query?: never;
@@ -7072,6 +7859,204 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
                     "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_submission: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmissionView"];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource, or not one the caller may see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    review_submission: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retried create safe: the same key with the same request replays the first response (with `Idempotent-Replayed: true`) for 24 hours. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReviewInput"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubmissionView"];
+                };
+            };
+            /** @description The body is not well-formed JSON. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource, or not one the caller may see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A request with this `Idempotency-Key` is still being processed. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the server accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field, query parameter or header is invalid; `errors` names each one. */
+            422: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
