@@ -108,7 +108,7 @@ async fn two_uploads_racing_for_the_last_of_the_quota_cannot_both_fit() {
             .ends_with("storage-quota-exceeded")
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM submissions").await, 1);
-    assert_eq!(app.count("SELECT COALESCE(SUM(size), 0) FROM submission_files").await, 1400);
+    assert_eq!(app.count("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM submission_files").await, 1400);
     assert_eq!(super::stored_objects(&app).await.len(), 2, "the loser's objects are gone");
 }
 
