@@ -101,6 +101,12 @@ pub async fn claim(db: &Db, scope: &str, key: &str, fingerprint: &str) -> Result
     Ok(Claim::InProgress)
 }
 
+/// Whether `key` already holds a kept answer (so a request carrying it is a retry to replay).
+pub async fn answered(db: &Db, scope: &str, key: &str) -> Result<bool, DbErr> {
+    let row = idempotency_key::Entity::find_by_id((scope.to_string(), key.to_string())).one(&db.conn).await?;
+    Ok(row.is_some_and(|r| r.completed_at.is_some() && r.created_at + KEEP >= Utc::now()))
+}
+
 pub async fn complete(
     db: &Db,
     scope: &str,

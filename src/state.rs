@@ -206,6 +206,7 @@ impl AppState {
             scanner: Arc::new(Scanner::from_config(&config.scanner)),
             limits: config.uploads.clone(),
             staging_root: crate::submissions::staging_root(&config.data_dir),
+            slots: crate::submissions::slots::Slots::new(config.uploads.max_concurrent, 2),
         };
         if db.is_migrated().await.unwrap_or(false) {
             // Rows written before keys were sealed, or under a key since rotated, are sealed

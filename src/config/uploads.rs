@@ -12,6 +12,8 @@ pub struct UploadLimits {
     pub max_file_bytes: u64,
     pub max_submission_bytes: u64,
     pub max_files: usize,
+    /// Uploads in flight at once on one instance; each may stage up to `max_submission_bytes`.
+    pub max_concurrent: usize,
     /// Bytes one student's files may take in the store, every version of every project.
     pub quota_bytes: u64,
     /// The upload route's own deadline (the API-wide request timeout is far too short for a
@@ -62,6 +64,7 @@ pub(super) fn upload_limits(
         max_file_bytes,
         max_submission_bytes,
         max_files: max_files as usize,
+        max_concurrent: bytes("CIFIX_UPLOAD_MAX_CONCURRENT", 8)? as usize,
         quota_bytes,
         timeout: Duration::from_secs(bytes("CIFIX_UPLOAD_TIMEOUT_SECS", 600)?),
         zip_max_entries: bytes("CIFIX_ZIP_MAX_ENTRIES", 1000)? as usize,

@@ -189,6 +189,12 @@ impl From<SubmitError> for ApiError {
                 "range-not-satisfiable",
                 "the range is outside the file",
             ),
+            SubmitError::Busy(crate::submissions::slots::Busy::User) => {
+                ApiError::too_many(10, "you are already handing in two projects; wait until they are done")
+            }
+            SubmitError::Busy(crate::submissions::slots::Busy::Instance) => {
+                ApiError::unavailable(5, "too many uploads are running right now; try again in a moment")
+            }
             SubmitError::StorageUnavailable(ref cause) => {
                 tracing::error!(error = %cause, "file storage unavailable");
                 ApiError::unavailable(30, "file storage is unavailable right now; nothing was kept, try again later")

@@ -282,7 +282,7 @@ pub async fn deadline(State((state, policy)): State<(AppState, Unremembered)>, r
     };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(_) => ApiError::unavailable(1, "the request took too long; try again").into_response(),
     }
 }
 

@@ -76,9 +76,16 @@ async fn submit_project(
     uploads::check_headers(&req, limits)?;
     // Refused before the body is read, unless it may be a retry: its first answer (say, a 201
     // for the version that now waits for review) is replayed once the body is compared.
-    if key.is_none() {
+    let retry = match &key {
+        Some(key) => {
+            crate::idempotency::answered(&s.db, &p.user_id.to_string(), key).await.map_err(ApiError::internal)?
+        }
+        None => false,
+    };
+    if !retry {
         s.submissions.may_submit(&p, lesson_id).await?;
     }
+    let _slot = s.submissions.slots.take(p.user_id).map_err(crate::submissions::SubmitError::Busy)?;
     let (method, target) =
         (req.method().to_string(), req.uri().path_and_query().map(|q| q.to_string()).unwrap_or_default());
     let form = uploads::read(req, &s.submissions.staging_root, limits).await?;

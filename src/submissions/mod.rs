@@ -11,6 +11,7 @@
 pub mod inspect;
 pub mod janitor;
 pub mod scan;
+pub mod slots;
 pub mod staging;
 
 mod model;
@@ -52,6 +53,9 @@ pub enum SubmitError {
     /// A byte range outside the file; carries the file's size.
     #[error("range not satisfiable")]
     RangeNotSatisfiable(u64),
+    /// Too many uploads at once, for this student or this instance.
+    #[error("busy")]
+    Busy(slots::Busy),
     #[error("file storage unavailable")]
     StorageUnavailable(#[source] crate::infra::storage::StorageError),
     #[error("staging an upload")]
@@ -82,6 +86,7 @@ pub struct SubmissionService {
     pub scanner: Arc<Scanner>,
     pub limits: UploadLimits,
     pub staging_root: std::path::PathBuf,
+    pub slots: slots::Slots,
 }
 
 /// Where a file's bytes live in the store: our ids only, never a name a user chose.

@@ -114,18 +114,23 @@ impl SubmissionService {
     async fn record_verdict(&self, file: submission_file::Model, verdict: Verdict) -> Result<(), SubmitError> {
         let (status, signature) = match verdict {
             Verdict::Clean => (ScanStatus::Clean, None),
-            Verdict::Infected { signature } => (ScanStatus::Infected, Some(signature)),
+            Verdict::Infected { signature } => (ScanStatus::Infected, Some(signature.chars().take(200).collect())),
         };
         let txn = self.db.begin_write().await?;
-        submission_file::Entity::update_many()
+        let written = submission_file::Entity::update_many()
             .col_expr(submission_file::Column::ScanStatus, Expr::value(status))
             .col_expr(submission_file::Column::ScanSignature, Expr::value(signature.clone()))
             .col_expr(submission_file::Column::ScanAttempts, Expr::value(file.scan_attempts.saturating_add(1)))
             .col_expr(submission_file::Column::ScanNextAt, Expr::value(None::<chrono::DateTime<Utc>>))
             .col_expr(submission_file::Column::ScanLockedUntil, Expr::value(None::<chrono::DateTime<Utc>>))
             .filter(submission_file::Column::Id.eq(file.id))
+            .filter(submission_file::Column::ScanStatus.eq(ScanStatus::Pending))
             .exec(&*txn)
             .await?;
+        if written.rows_affected == 0 {
+            // Another instance gave the verdict first (its lease lapsed meanwhile).
+            return Ok(());
+        }
         let mut rejected = false;
         if status == ScanStatus::Infected {
             // Review waits for every verdict, so the submission is still `submitted` here.

@@ -62,9 +62,10 @@ impl Staging {
         }
         let path = self.dir.path().join(format!("file-{}", self.files.len()));
         let file = tokio::fs::File::create(&path).await.map_err(SubmitError::Io)?;
-        self.fingerprint.update(b"\0file\0");
+        // Length-prefixed, so no file's bytes can pass for another part's boundary.
+        self.fingerprint.update(b"file");
+        self.fingerprint.update((declared_name.len() as u64).to_be_bytes());
         self.fingerprint.update(declared_name.as_bytes());
-        self.fingerprint.update(b"\0");
         self.files.push(StagedFile { declared_name, path, size: 0, sha256: String::new() });
         self.current = Some((file, Sha256::new()));
         Ok(())
@@ -94,7 +95,6 @@ impl Staging {
         }
         let (file, hash) = self.current.as_mut().expect("a file was started");
         hash.update(chunk);
-        self.fingerprint.update(chunk);
         file.write_all(chunk).await.map_err(SubmitError::Io)
     }
 
@@ -102,12 +102,16 @@ impl Staging {
         let (mut file, hash) = self.current.take().expect("a file was started");
         file.flush().await.map_err(SubmitError::Io)?;
         file.sync_all().await.map_err(SubmitError::Io)?;
-        self.files.last_mut().expect("a file was started").sha256 = hex::encode(hash.finalize());
+        let staged = self.files.last_mut().expect("a file was started");
+        staged.sha256 = hex::encode(hash.finalize());
+        self.fingerprint.update(staged.size.to_be_bytes());
+        self.fingerprint.update(staged.sha256.as_bytes());
         Ok(())
     }
 
     pub fn note_part(&mut self, note: &str) {
-        self.fingerprint.update(b"\0note\0");
+        self.fingerprint.update(b"note");
+        self.fingerprint.update((note.len() as u64).to_be_bytes());
         self.fingerprint.update(note.as_bytes());
     }
 

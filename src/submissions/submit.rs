@@ -9,7 +9,7 @@ use super::{
     MAX_NOTE_CHARS, Staging, SubmissionService, SubmissionView, SubmitError, field,
     inspect::{self, ArchiveLimits, Refusal},
     object_key,
-    staging::display,
+    staging::{display, megabytes},
 };
 use crate::{
     entities::{
@@ -167,9 +167,11 @@ impl SubmissionService {
         let mut prepared = Vec::with_capacity(staging.files().len());
         for (index, f) in staging.files().iter().enumerate() {
             let (path, name, limits) = (f.path.clone(), f.declared_name.clone(), archive);
+            let turn = self.slots.inspection().await;
             let inspected = tokio::task::spawn_blocking(move || inspect::inspect(&path, &name, &limits))
                 .await
                 .map_err(|e| SubmitError::Io(std::io::Error::other(e)))?;
+            drop(turn);
             let inspected = inspected.map_err(|r| refusal(index, r))?;
             let (path, size, sha256) = match inspected.rewritten {
                 Some(rewritten) => {
@@ -178,6 +180,17 @@ impl SubmissionService {
                 }
                 None => (f.path.clone(), f.size, f.sha256.clone()),
             };
+            // A re-encoded picture can be larger than the upload: the limits hold for what is stored.
+            if size > self.limits.max_file_bytes {
+                return Err(SubmitError::TooLarge {
+                    field: format!("files[{index}]"),
+                    detail: format!(
+                        "{} is larger than {}",
+                        display(&f.declared_name),
+                        megabytes(self.limits.max_file_bytes)
+                    ),
+                });
+            }
             prepared.push(Prepared {
                 id: Uuid::now_v7(),
                 filename: inspected.filename,
@@ -189,6 +202,12 @@ impl SubmissionService {
                 signature: None,
             });
         }
+        if prepared.iter().map(|f| f.size).sum::<u64>() > self.limits.max_submission_bytes {
+            return Err(SubmitError::TooLarge {
+                field: "files".into(),
+                detail: format!("the files together are larger than {}", megabytes(self.limits.max_submission_bytes)),
+            });
+        }
         Ok(prepared)
     }
 
@@ -198,17 +217,25 @@ impl SubmissionService {
         if !self.scanner.enabled() {
             return Ok(());
         }
+        let mut reachable = true;
         for f in prepared.iter_mut() {
+            // Once the scanner failed, the rest wait for the retry too: a hung scanner must not
+            // spend the upload's whole deadline, one timeout per file.
+            if !reachable {
+                f.scan = ScanStatus::Pending;
+                continue;
+            }
             let file = tokio::fs::File::open(&f.path).await.map_err(SubmitError::Io)?;
             match self.scanner.scan(file).await {
                 Ok(Verdict::Clean) => f.scan = ScanStatus::Clean,
                 Ok(Verdict::Infected { signature }) => {
                     f.scan = ScanStatus::Infected;
-                    f.signature = Some(signature);
+                    f.signature = Some(signature.chars().take(200).collect());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "malware scan unavailable during upload; the file waits for a retry");
                     f.scan = ScanStatus::Pending;
+                    reachable = false;
                 }
             }
         }
@@ -224,7 +251,9 @@ impl SubmissionService {
         prepared: &[Prepared],
     ) -> Result<SubmissionView, SubmitError> {
         let txn = self.db.begin_write().await?;
-        let mut owner = user::Entity::find_by_id(p.user_id);
+        // Still active: an upload can run for minutes, and a student deactivated meanwhile
+        // hands in nothing.
+        let mut owner = user::Entity::find_by_id(p.user_id).filter(user::Column::IsActive.eq(true));
         if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
             // Serialises one student's uploads, so two racing for the last bytes of the quota
             // cannot both fit; SQLite's writer lock already does.

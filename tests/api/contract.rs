@@ -86,7 +86,8 @@ async fn every_operation_id_is_unique() {
     let doc = document(&app).await;
     let mut seen = std::collections::HashMap::new();
     for op in operations(&doc) {
-        let id = op.op["operationId"].as_str().unwrap_or_else(|| panic!("{} has no operationId", op.name())).to_string();
+        let id =
+            op.op["operationId"].as_str().unwrap_or_else(|| panic!("{} has no operationId", op.name())).to_string();
         if let Some(other) = seen.insert(id.clone(), op.name()) {
             panic!("operationId {id} is used by {other} and {}", op.name());
         }

@@ -6,7 +6,7 @@ use std::io::Write;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::{file, form, nothing_kept, project, spawn, submit};
+use super::{file, form, nothing_kept, project, spawn, submit, zip_of};
 use crate::support::{TestApp, User, error_fields, expect, problem, s};
 
 /// A multipart body written by hand, for names no well-behaved client sends.
@@ -21,17 +21,6 @@ async fn raw_upload(app: &TestApp, u: &User, lesson_id: &str, filename: &str, by
         .send()
         .await
         .unwrap()
-}
-
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut z = zip::ZipWriter::new(&mut out);
-    for (name, bytes) in entries {
-        z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
-        z.write_all(bytes).unwrap();
-    }
-    z.finish().unwrap();
-    out.into_inner()
 }
 
 fn zip_bomb() -> Vec<u8> {

@@ -3,13 +3,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{file, form, project, review, spawn, submit, submit_code};
-use crate::support::{TestApp, expect, problem, s, smtp};
-
-async fn notifications(app: &TestApp, token: &str, kind: &str) -> Vec<Value> {
-    let page = app.get_json("/me/notifications", Some(token)).await;
-    page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == kind).cloned().collect()
-}
+use super::{file, form, notifications, project, review, spawn, submit, submit_code};
+use crate::support::{expect, problem, s, smtp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_is_handed_in_read_and_downloaded_by_who_may() {

@@ -123,3 +123,20 @@ pub async fn nothing_kept(app: &TestApp) {
     let left: Vec<_> = std::fs::read_dir(&staging).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "no staged upload left: {left:?}");
 }
+
+pub async fn notifications(app: &TestApp, token: &str, kind: &str) -> Vec<Value> {
+    let page = app.get_json("/me/notifications", Some(token)).await;
+    page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == kind).cloned().collect()
+}
+
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut out);
+    for (name, bytes) in entries {
+        z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(bytes).unwrap();
+    }
+    z.finish().unwrap();
+    out.into_inner()
+}

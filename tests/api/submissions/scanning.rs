@@ -4,9 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use reqwest::StatusCode;
-use serde_json::Value;
 
-use super::{file, form, project, spawn, stored_objects, submit};
+use super::{file, form, notifications, project, spawn, stored_objects, submit, zip_of};
 use crate::support::{TestApp, clamd::EICAR, expect, free_port, problem, s};
 
 async fn with_clamd() -> TestApp {
@@ -14,27 +13,12 @@ async fn with_clamd() -> TestApp {
     spawn(move |env| env.extend(clamd)).await
 }
 
-fn zip_with(name: &str, bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut z = zip::ZipWriter::new(&mut out);
-    z.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
-    z.write_all(bytes).unwrap();
-    z.finish().unwrap();
-    out.into_inner()
-}
-
-async fn notifications(app: &TestApp, token: &str, kind: &str) -> Vec<Value> {
-    let page = app.get_json("/me/notifications", Some(token)).await;
-    page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == kind).cloned().collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infected_file_rejects_the_submission_visibly_and_is_never_served() {
     let app = with_clamd().await;
     let w = project(&app).await;
     for (i, infected) in
-        [file("virus.txt", EICAR, "text/plain"), file("game.zip", zip_with("x.txt", EICAR), "application/zip")]
+        [file("virus.txt", EICAR, "text/plain"), file("game.zip", zip_of(&[("x.txt", EICAR)]), "application/zip")]
             .into_iter()
             .enumerate()
     {
@@ -104,6 +88,7 @@ async fn with_the_scanner_down_files_wait_and_are_checked_when_it_is_back() {
         scanner: Arc::new(scanner),
         limits: cifix::config::UploadLimits { scan_retry_interval: Duration::ZERO, ..svc.limits.clone() },
         staging_root: svc.staging_root.clone(),
+        slots: svc.slots.clone(),
     };
     // The failed attempt postponed them; make them due now.
     use sea_orm::ConnectionTrait;
