@@ -8,6 +8,7 @@ mod content;
 mod flow;
 mod limits;
 mod scanning;
+mod throughput;
 
 use std::collections::HashMap;
 
