@@ -125,7 +125,9 @@ names!(SubmissionStatus {
     Rejected => "rejected",
 });
 
-/// A file's malware scan. Only `clean` and `not_scanned` (scanning is off) may be downloaded.
+/// A file's malware scan. Only `clean` and `not_scanned` (scanning is off) may be downloaded;
+/// `unscannable` is a file the scanner never managed to check (too large for it, say), refused
+/// like an infected one rather than kept waiting for ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 #[serde(rename_all = "snake_case")]
@@ -138,12 +140,25 @@ pub enum ScanStatus {
     Clean,
     #[sea_orm(string_value = "infected")]
     Infected,
+    #[sea_orm(string_value = "unscannable")]
+    Unscannable,
 }
-names!(ScanStatus { NotScanned => "not_scanned", Pending => "pending", Clean => "clean", Infected => "infected" });
+names!(ScanStatus {
+    NotScanned => "not_scanned",
+    Pending => "pending",
+    Clean => "clean",
+    Infected => "infected",
+    Unscannable => "unscannable",
+});
 
 impl ScanStatus {
     pub fn downloadable(self) -> bool {
         matches!(self, ScanStatus::Clean | ScanStatus::NotScanned)
+    }
+
+    /// Refused: the file's bytes are not kept and its submission is rejected.
+    pub fn refused(self) -> bool {
+        matches!(self, ScanStatus::Infected | ScanStatus::Unscannable)
     }
 }
 

@@ -42,7 +42,7 @@ impl Reactions {
             record_scan(pass, file, None).await?;
         }
         if s.status == SubmissionStatus::Rejected {
-            let infected = f.files.iter().find(|file| file.scan_status == ScanStatus::Infected);
+            let infected = f.files.iter().find(|file| file.scan_status.refused());
             self.tell_rejected(pass, s, &f.lesson_title, infected).await?;
         }
         Ok(())
@@ -67,6 +67,11 @@ impl Reactions {
         infected: Option<&submission_file::Model>,
     ) -> Result<(), ReactionError> {
         let filename = infected.map(|f| f.filename.as_str()).unwrap_or("a file");
+        let why = if infected.is_some_and(|f| f.scan_status == ScanStatus::Unscannable) {
+            "could not check"
+        } else {
+            "found something harmful in"
+        };
         notifications::create(
             pass.txn,
             &self.events,
@@ -75,8 +80,8 @@ impl Reactions {
                 kind: "submission.rejected",
                 title: "A file of your project was refused",
                 body: &format!(
-                    "Our virus checker found something harmful in {filename} of your project \"{lesson_title}\", \
-                     so it was removed. Please hand in your project again without it."
+                    "Our virus checker {why} {filename} of your project \"{lesson_title}\", so it was removed. \
+                     Please hand in your project again without it."
                 ),
                 data: json!({"submission_id": s.id, "lesson_id": s.lesson_id, "file_id": infected.map(|f| f.id)}),
             },

@@ -143,8 +143,11 @@ impl SubmissionService {
         let f = submission_file::Entity::find_by_id(file_id).one(&self.db.conn).await?.ok_or(SubmitError::NotFound)?;
         let (s, as_staff) = self.readable(p, f.submission_id).await?;
         if !f.scan_status.downloadable() {
-            let detail = if f.scan_status == crate::entities::enums::ScanStatus::Infected {
+            use crate::entities::enums::ScanStatus;
+            let detail = if f.scan_status == ScanStatus::Infected {
                 "this file was removed because the virus check found something harmful in it"
+            } else if f.scan_status == ScanStatus::Unscannable {
+                "this file was removed because the virus check could not check it"
             } else {
                 "this file is still waiting for its virus check; try again in a few minutes"
             };

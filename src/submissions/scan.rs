@@ -29,6 +29,9 @@ const BATCH: u64 = 20;
 /// Longer than a scan of the largest file can take; a crashed scanner's claim lapses then.
 const LEASE: Duration = Duration::from_secs(600);
 const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// Attempts before a file counts as one the scanner cannot check (about a day of retries once
+/// the delay reached an hour): the student hears so and may hand in again.
+pub const MAX_ATTEMPTS: i32 = 30;
 
 impl SubmissionService {
     /// One pass over the due pending files; returns how many got a verdict.
@@ -57,6 +60,11 @@ impl SubmissionService {
             match self.scan_stored(&file).await {
                 Ok(verdict) => {
                     self.record_verdict(file, verdict).await?;
+                    verdicts += 1;
+                }
+                Err(why) if file.scan_attempts.saturating_add(1) >= MAX_ATTEMPTS => {
+                    tracing::warn!(file_id = %file.id, error = %why, "malware scan failed too often; the file is refused");
+                    self.record_outcome(file, ScanStatus::Unscannable, None).await?;
                     verdicts += 1;
                 }
                 Err(why) => {
@@ -112,10 +120,20 @@ impl SubmissionService {
     }
 
     async fn record_verdict(&self, file: submission_file::Model, verdict: Verdict) -> Result<(), SubmitError> {
-        let (status, signature) = match verdict {
-            Verdict::Clean => (ScanStatus::Clean, None),
-            Verdict::Infected { signature } => (ScanStatus::Infected, Some(signature.chars().take(200).collect())),
-        };
+        match verdict {
+            Verdict::Clean => self.record_outcome(file, ScanStatus::Clean, None).await,
+            Verdict::Infected { signature } => {
+                self.record_outcome(file, ScanStatus::Infected, Some(signature.chars().take(200).collect())).await
+            }
+        }
+    }
+
+    async fn record_outcome(
+        &self,
+        file: submission_file::Model,
+        status: ScanStatus,
+        signature: Option<String>,
+    ) -> Result<(), SubmitError> {
         let txn = self.db.begin_write().await?;
         let written = submission_file::Entity::update_many()
             .col_expr(submission_file::Column::ScanStatus, Expr::value(status))
@@ -132,7 +150,7 @@ impl SubmissionService {
             return Ok(());
         }
         let mut rejected = false;
-        if status == ScanStatus::Infected {
+        if status.refused() {
             // Review waits for every verdict, so the submission is still `submitted` here.
             rejected = submission::Entity::update_many()
                 .col_expr(submission::Column::Status, Expr::value(SubmissionStatus::Rejected))

@@ -104,7 +104,7 @@ impl SubmissionService {
             .select_only()
             .column_as(Expr::cust("CAST(COALESCE(SUM(size), 0) AS BIGINT)"), "used")
             .filter(submission_file::Column::UserId.eq(user_id))
-            .filter(submission_file::Column::ScanStatus.ne(ScanStatus::Infected))
+            .filter(submission_file::Column::ScanStatus.is_not_in([ScanStatus::Infected, ScanStatus::Unscannable]))
             .into_tuple::<i64>()
             .one(db)
             .await?;

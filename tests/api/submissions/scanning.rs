@@ -135,3 +135,33 @@ async fn the_janitor_sweeps_what_failed_uploads_left_and_nothing_else() {
     let res = app.get(&format!("/files/{}", s(&kept["files"][0]["id"])), w.student.auth()).await;
     assert_eq!(res.text().await.unwrap(), "print(1)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_the_scanner_never_manages_to_check_is_refused_in_the_end() {
+    let down = format!("127.0.0.1:{}", free_port());
+    let app = spawn(move |env| {
+        env.insert("CLAMD_ADDR".into(), down);
+    })
+    .await;
+    let w = project(&app).await;
+    let form = form(vec![file("game.py", "print(1)", "text/plain")], "");
+    let sub = expect(submit(&app, &w.student, &w.lesson_id, form).await, StatusCode::CREATED).await;
+    // One attempt short of the last, and due.
+    use sea_orm::ConnectionTrait;
+    let last = cifix::submissions::scan::MAX_ATTEMPTS - 1;
+    let sql = format!("UPDATE submission_files SET scan_attempts = {last}, scan_next_at = created_at");
+    app.db.conn.execute_unprepared(&sql).await.unwrap();
+    assert_eq!(app.state.submissions.retry_scans().await.unwrap(), 1);
+    let got = app.get_json(&format!("/submissions/{}", s(&sub["id"])), w.student.auth()).await;
+    assert_eq!(got["status"], "rejected");
+    assert_eq!(got["files"][0]["scan_status"], "unscannable");
+    let told = notifications(&app, &w.student.token, "submission.rejected").await;
+    assert!(told[0]["body"].as_str().unwrap().contains("could not check"), "{told:?}");
+    assert_eq!(stored_objects(&app).await, Vec::<String>::new(), "its bytes are gone");
+    problem(app.get(&format!("/files/{}", s(&got["files"][0]["id"])), w.student.auth()).await, StatusCode::CONFLICT)
+        .await;
+    // Not stuck: the student hands in again.
+    let again =
+        submit(&app, &w.student, &w.lesson_id, super::form(vec![file("game.py", "print(2)", "text/plain")], "")).await;
+    assert_eq!(expect(again, StatusCode::CREATED).await["version"], 2);
+}
