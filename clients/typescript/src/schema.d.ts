@@ -1978,10 +1978,12 @@ export interface components {
         /** @enum {string} */
         Role: "student" | "instructor" | "admin";
         /**
-         * @description A file's malware scan. Only `clean` and `not_scanned` (scanning is off) may be downloaded.
+         * @description A file's malware scan. Only `clean` and `not_scanned` (scanning is off) may be downloaded;
+         *     `unscannable` is a file the scanner never managed to check (too large for it, say), refused
+         *     like an infected one rather than kept waiting for ever.
          * @enum {string}
          */
-        ScanStatus: "not_scanned" | "pending" | "clean" | "infected";
+        ScanStatus: "not_scanned" | "pending" | "clean" | "infected" | "unscannable";
         SesResult: {
             /** @description Addresses added to the suppression list by this notification. */
             suppressed: number;
