@@ -57,7 +57,7 @@ pub async fn read(req: Request, root: &std::path::Path, limits: &UploadLimits) -
                 let Some(name) = part.file_name().map(str::to_string) else {
                     return Err(ApiError::field(&field, "must be a file, with a file name"));
                 };
-                let name = inspect::check_filename(&name).map_err(|r| refused(&field, r))?;
+                let name = inspect::check_filename(&name).map_err(|r| crate::submissions::refusal(field.clone(), r))?;
                 staging.start_file(name).await?;
                 while let Some(chunk) = part.chunk().await.map_err(malformed)? {
                     staging.write(&chunk).await?;
@@ -99,16 +99,6 @@ async fn read_note(part: &mut axum::extract::multipart::Field<'_>) -> Result<Str
         }
     }
     String::from_utf8(bytes).map_err(|_| ApiError::field("note", "must be UTF-8 text"))
-}
-
-fn refused(field: &str, r: inspect::Refusal) -> ApiError {
-    match r {
-        inspect::Refusal::Unsupported { reason, .. } => {
-            SubmitError::Unsupported { field: field.to_string(), detail: reason }.into()
-        }
-        inspect::Refusal::Invalid { reason, .. } => ApiError::field(field, reason),
-        inspect::Refusal::Io { error, .. } => ApiError::internal_error(SubmitError::Io(error)),
-    }
 }
 
 fn malformed(e: MultipartError) -> ApiError {

@@ -27,6 +27,7 @@ pub use self::{
     model::*,
     read::{ByteRange, Download, ListFilter},
     staging::{Staging, staging_root},
+    submit::refusal,
 };
 use crate::{
     config::UploadLimits,

@@ -172,7 +172,7 @@ impl SubmissionService {
                 .await
                 .map_err(|e| SubmitError::Io(std::io::Error::other(e)))?;
             drop(turn);
-            let inspected = inspected.map_err(|r| refusal(index, r))?;
+            let inspected = inspected.map_err(|r| refusal(format!("files[{index}]"), r))?;
             let (path, size, sha256) = match inspected.rewritten {
                 Some(rewritten) => {
                     let (size, sha256) = hash_file(rewritten.clone()).await?;
@@ -333,15 +333,13 @@ impl SubmissionService {
     }
 }
 
-fn refusal(index: usize, r: Refusal) -> SubmitError {
+/// An inspection's refusal of the file named `field` (`files[i]`), as the error the API gives.
+pub fn refusal(field: String, r: Refusal) -> SubmitError {
     match r {
-        Refusal::Unsupported { filename, reason } => SubmitError::Unsupported {
-            field: format!("files[{index}]"),
-            detail: format!("{}: {reason}", display(&filename)),
-        },
-        Refusal::Invalid { filename, reason } => {
-            field(format!("files[{index}]"), format!("{}: {reason}", display(&filename)))
+        Refusal::Unsupported { filename, reason } => {
+            SubmitError::Unsupported { field, detail: format!("{}: {reason}", display(&filename)) }
         }
+        Refusal::Invalid { filename, reason } => super::field(field, format!("{}: {reason}", display(&filename))),
         Refusal::Io { error, .. } => SubmitError::Io(error),
     }
 }

@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 
 use super::{file, form, nothing_kept, project, spawn, submit, zip_of};
 use crate::support::{TestApp, User, error_fields, expect, problem, s};
@@ -50,10 +49,6 @@ fn photo_with_location() -> Vec<u8> {
     out
 }
 
-async fn refused(res: reqwest::Response, status: StatusCode) -> Value {
-    problem(res, status).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_files_are_refused_by_what_they_are() {
     let app = spawn(|_| {}).await;
@@ -62,36 +57,36 @@ async fn hostile_files_are_refused_by_what_they_are() {
         submit(&app, &w.student, &w.lesson_id, form(vec![file(name, bytes, ct)], ""))
     };
 
-    let empty = refused(up("empty.py", vec![], "text/plain").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let empty = problem(up("empty.py", vec![], "text/plain").await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(error_fields(&empty), vec!["files[0]"]);
     let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
     elf.extend(vec![0u8; 200]);
-    refused(up("homework.py", elf, "text/x-python").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    problem(up("homework.py", elf, "text/x-python").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     let mut pe = b"MZ\x90\0\x03\0\0\0".to_vec();
     pe.extend(vec![0u8; 200]);
-    refused(up("notes.txt", pe.clone(), "text/plain").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    refused(up("game.exe", pe, "application/octet-stream").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    problem(up("notes.txt", pe.clone(), "text/plain").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    problem(up("game.exe", pe, "application/octet-stream").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     // A declared type that lies does not help: the name says PNG, the bytes are text.
-    refused(up("photo.png", b"just text".to_vec(), "image/png").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    problem(up("photo.png", b"just text".to_vec(), "image/png").await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     let nul =
-        refused(up("code.py", b"print(1)\0\0".to_vec(), "text/plain").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        problem(up("code.py", b"print(1)\0\0".to_vec(), "text/plain").await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(error_fields(&nul), vec!["files[0]"]);
-    let bomb = refused(up("project.zip", zip_bomb(), "application/zip").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let bomb = problem(up("project.zip", zip_bomb(), "application/zip").await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(bomb["errors"][0]["message"].as_str().unwrap().contains("project.zip"), "{bomb}");
     let traversal = zip_of(&[("../../etc/passwd", b"root:x:0:0")]);
-    refused(up("escape.zip", traversal, "application/zip").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(up("escape.zip", traversal, "application/zip").await, StatusCode::UNPROCESSABLE_ENTITY).await;
     let nested = zip_of(&[("inner.zip", &zip_of(&[("a.txt", b"a")]))]);
-    refused(up("nested.zip", nested, "application/zip").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(up("nested.zip", nested, "application/zip").await, StatusCode::UNPROCESSABLE_ENTITY).await;
 
     // Names a well-behaved client never sends.
     for name in ["../../etc/cron.d/x.py", "a\u{202E}yp.exe", "line\\nbreak.py", "..", ""] {
         let res = raw_upload(&app, &w.student, &w.lesson_id, name, b"print(1)").await;
-        let p = refused(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let p = problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(error_fields(&p), vec!["files[0]"], "{name:?}: {p}");
     }
     // Five hundred tiny files are more than a hand-in may hold.
     let many = (0..500).map(|i| file(&format!("f{i}.py"), "x = 1", "text/plain")).collect();
-    refused(submit(&app, &w.student, &w.lesson_id, form(many, "")).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+    problem(submit(&app, &w.student, &w.lesson_id, form(many, "")).await, StatusCode::PAYLOAD_TOO_LARGE).await;
     nothing_kept(&app).await;
 }
 
