@@ -1,8 +1,11 @@
-//! Administration: user management, the audit-trail reader and the platform's numbers.
+//! Administration: user management, the audit-trail reader, the platform's numbers and a
+//! course's funnel.
 
+mod funnel;
 mod stats;
 
-pub use stats::{PlatformStats, UsersByRole};
+pub use funnel::FunnelStep;
+pub use stats::{ActiveStudents, AssessmentCounts, OutboxHealth, PlatformStats, ReviewQueue, TopCourse, UsersByRole};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{

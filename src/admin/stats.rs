@@ -1,10 +1,12 @@
-//! The platform's numbers for the admin console, in one query: every figure is a count over
-//! an indexed column, so the answer stays quick as the tables grow.
+//! The platform's numbers for the admin console: the figures in one query, the top courses in
+//! a second. Every figure is a count over an indexed column, so the answer stays quick as the
+//! tables grow.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::{AdminError, AdminService};
 
@@ -15,6 +17,47 @@ pub struct UsersByRole {
     pub instructor: i64,
     pub admin: i64,
 }
+
+/// Students with any learning activity in the last day, 7 days and 30 days.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct ActiveStudents {
+    pub day: i64,
+    pub week: i64,
+    pub month: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct AssessmentCounts {
+    /// Every assessment a student opened, whatever became of it.
+    pub started: i64,
+    pub completed: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct ReviewQueue {
+    pub waiting: i64,
+    /// When the submission that has waited longest was handed in; null when nothing waits.
+    pub oldest_submitted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct OutboxHealth {
+    /// Waiting to be sent, including retries after a temporary failure.
+    pub queued: i64,
+    /// Gave up after every attempt: an admin may retry them.
+    pub failed: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct TopCourse {
+    pub course_id: Uuid,
+    pub title: String,
+    pub enrollments: i64,
+    pub completions: i64,
+}
+
+/// How many courses `top_courses` lists.
+const TOP_COURSES: i64 = 5;
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
 pub struct PlatformStats {
@@ -27,25 +70,66 @@ pub struct PlatformStats {
     pub assessments_completed: i64,
     /// Submissions waiting for review.
     pub submissions_pending: i64,
+    pub active_students: ActiveStudents,
+    pub assessments: AssessmentCounts,
+    pub review_queue: ReviewQueue,
+    pub email_outbox: OutboxHealth,
+    /// The most enrolled courses (ties broken by completions), at most five.
+    pub top_courses: Vec<TopCourse>,
 }
 
 impl AdminService {
     pub async fn stats(&self) -> Result<PlatformStats, AdminError> {
-        let week_ago_hour = (Utc::now().timestamp() - 7 * 24 * 3600).div_euclid(3600);
-        let sql = "SELECT \
+        let hours_ago = |hours: i64| (Utc::now().timestamp() - hours * 3600).div_euclid(3600);
+        let active_since = |param: &str| {
+            format!(
+                "(SELECT COUNT(DISTINCT a.user_id) FROM activity_hours a JOIN users u ON u.id = a.user_id \
+                   WHERE a.hour >= {param} AND u.role = 'student')"
+            )
+        };
+        let sql = format!(
+            "SELECT \
             (SELECT COUNT(*) FROM users WHERE is_active AND role = 'student'), \
             (SELECT COUNT(*) FROM users WHERE is_active AND role = 'instructor'), \
             (SELECT COUNT(*) FROM users WHERE is_active AND role = 'admin'), \
-            (SELECT COUNT(DISTINCT a.user_id) FROM activity_hours a JOIN users u ON u.id = a.user_id \
-               WHERE a.hour >= $1 AND u.role = 'student'), \
+            {week}, \
             (SELECT COUNT(*) FROM enrollments), \
             (SELECT COUNT(*) FROM enrollments WHERE completed_at IS NOT NULL), \
             (SELECT COUNT(*) FROM assessments WHERE status = 'completed'), \
-            (SELECT COUNT(*) FROM submissions WHERE status = 'submitted')";
+            (SELECT COUNT(*) FROM submissions WHERE status = 'submitted'), \
+            {day}, {month}, \
+            (SELECT COUNT(*) FROM assessments), \
+            (SELECT MIN(created_at) FROM submissions WHERE status = 'submitted'), \
+            (SELECT COUNT(*) FROM email_outbox WHERE status = 'queued'), \
+            (SELECT COUNT(*) FROM email_outbox WHERE status = 'failed')",
+            week = active_since("$1"),
+            day = active_since("$2"),
+            month = active_since("$3"),
+        );
         let db = &self.db.conn;
-        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, [week_ago_hour.into()]);
-        let row = db.query_one_raw(stmt).await?.ok_or(AdminError::NotFound)?;
+        let backend = db.get_database_backend();
+        let windows = [hours_ago(7 * 24).into(), hours_ago(24).into(), hours_ago(30 * 24).into()];
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, windows))
+            .await?
+            .ok_or(AdminError::NotFound)?;
         let n = |i: usize| row.try_get_by_index::<i64>(i);
+        let top = "SELECT c.id, c.title, COUNT(*), SUM(CASE WHEN e.completed_at IS NOT NULL THEN 1 ELSE 0 END) \
+            FROM enrollments e JOIN courses c ON c.id = e.course_id \
+            GROUP BY c.id, c.title ORDER BY 3 DESC, 4 DESC, c.id LIMIT $1";
+        let top_courses = db
+            .query_all_raw(Statement::from_sql_and_values(backend, top, [TOP_COURSES.into()]))
+            .await?
+            .into_iter()
+            .map(|r| {
+                Ok(TopCourse {
+                    course_id: r.try_get_by_index(0)?,
+                    title: r.try_get_by_index(1)?,
+                    enrollments: r.try_get_by_index(2)?,
+                    completions: r.try_get_by_index(3)?,
+                })
+            })
+            .collect::<Result<_, sea_orm::DbErr>>()?;
         Ok(PlatformStats {
             users_by_role: UsersByRole { student: n(0)?, instructor: n(1)?, admin: n(2)? },
             active_students_7d: n(3)?,
@@ -53,6 +137,11 @@ impl AdminService {
             completions: n(5)?,
             assessments_completed: n(6)?,
             submissions_pending: n(7)?,
+            active_students: ActiveStudents { day: n(8)?, week: n(3)?, month: n(9)? },
+            assessments: AssessmentCounts { started: n(10)?, completed: n(6)? },
+            review_queue: ReviewQueue { waiting: n(7)?, oldest_submitted_at: row.try_get_by_index(11)? },
+            email_outbox: OutboxHealth { queued: n(12)?, failed: n(13)? },
+            top_courses,
         })
     }
 }

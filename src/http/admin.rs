@@ -13,7 +13,7 @@ use super::{
     problem::{ApiResult, PathId, Problem},
 };
 use crate::{
-    admin::{AdminUserView, AuditEntryView, AuditFilter, PlatformStats},
+    admin::{AdminUserView, AuditEntryView, AuditFilter, FunnelStep, PlatformStats},
     email::EmailView,
     kernel::context::Role,
     kernel::pagination::Page,
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_emails))
         .routes(routes!(retry_email))
         .routes(routes!(stats))
+        .routes(routes!(course_funnel))
 }
 
 /// The platform's numbers: active accounts by role, students active in the last 7 days,
@@ -37,6 +38,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn stats(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<PlatformStats>> {
     auth.require(&[Role::Admin])?;
     Ok(Json(s.admin.stats().await?))
+}
+
+/// Where a course's students drop off: per module in outline order, how many started it and
+/// how many completed every lesson.
+#[utoipa::path(get, path = "/admin/courses/{id}/funnel", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Vec<FunnelStep>), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn course_funnel(State(s): State<AppState>, auth: Auth, PathId(id): PathId) -> ApiResult<Json<Vec<FunnelStep>>> {
+    auth.require(&[Role::Admin])?;
+    Ok(Json(s.admin.funnel(id).await?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,6 +1,7 @@
-//! Admin endpoints: user management (role changes, deactivation) and the audit-trail reader.
+//! Admin endpoints: user management (role changes, deactivation), the audit-trail reader and a
+//! course's funnel.
 
-use crate::support::*;
+use crate::support::{catalog, *};
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
@@ -162,4 +163,55 @@ async fn the_audit_log_filters_by_actor_action_and_time() {
     let past: Value = app.get("/admin/audit-log?until=2000-01-01T00:00:00Z", Some(&token)).await.json().await.unwrap();
     assert!(past["items"].as_array().unwrap().is_empty());
     problem(app.get("/admin/audit-log?since=yesterday", Some(&token)).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_course_funnel_counts_who_started_and_finished_each_module_in_outline_order() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("admin", "admin").await;
+    let teacher = app.user("teacher", "instructor").await;
+    let course_id = catalog::course(&app, &teacher, "funnel-course").await;
+    let basics = catalog::module(&app, &teacher, &course_id, "Basics", None).await;
+    let loops = catalog::module(&app, &teacher, &course_id, "Loops", None).await;
+    let empty = catalog::module(&app, &teacher, &course_id, "Coming soon", None).await;
+    let first = s(&catalog::lesson(&app, &teacher, &s(&basics["id"]), "Hello", None).await["id"]);
+    let second = s(&catalog::lesson(&app, &teacher, &s(&basics["id"]), "Variables", None).await["id"]);
+    let loop_lesson = s(&catalog::lesson(&app, &teacher, &s(&loops["id"]), "For", None).await["id"]);
+    catalog::publish(&app, &teacher, &course_id).await;
+
+    let finisher = app.user("finisher", "student").await;
+    let starter = app.user("starter", "student").await;
+    let idle = app.user("idle", "student").await;
+    for u in [&finisher, &starter, &idle] {
+        let res = app.post(&format!("/courses/{course_id}/enrollments"), u.auth(), json!({})).await;
+        expect(res, StatusCode::CREATED).await;
+    }
+    for (u, lesson, status) in [
+        (&finisher, &first, "completed"),
+        (&finisher, &second, "completed"),
+        (&finisher, &loop_lesson, "in_progress"),
+        (&starter, &first, "completed"),
+    ] {
+        let body = json!({"status": status, "progress": if status == "completed" { 1.0 } else { 0.5 }});
+        let res = app.send_json(Method::PUT, &format!("/me/lessons/{lesson}/progress"), u.auth(), body).await;
+        expect(res, StatusCode::OK).await;
+    }
+
+    let path = format!("/admin/courses/{course_id}/funnel");
+    for u in [&teacher, &finisher] {
+        problem(app.get(&path, u.auth()).await, StatusCode::NOT_FOUND).await;
+    }
+    problem(app.get(&path, None).await, StatusCode::UNAUTHORIZED).await;
+    let unknown = "/admin/courses/00000000-0000-4000-8000-000000000000/funnel";
+    problem(app.get(unknown, admin.auth()).await, StatusCode::NOT_FOUND).await;
+
+    let funnel = app.get_json(&path, admin.auth()).await;
+    assert_eq!(
+        funnel,
+        json!([
+            {"module_id": basics["id"], "title": "Basics", "started": 2, "completed": 1},
+            {"module_id": loops["id"], "title": "Loops", "started": 1, "completed": 0},
+            {"module_id": empty["id"], "title": "Coming soon", "started": 0, "completed": 0},
+        ])
+    );
 }

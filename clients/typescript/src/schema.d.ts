@@ -55,6 +55,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/courses/{id}/funnel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where a course's students drop off: per module in outline order, how many started it and
+         *     how many completed every lesson.
+         */
+        get: operations["course_funnel"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/emails": {
         parameters: {
             query?: never;
@@ -1165,6 +1185,15 @@ export interface components {
             threshold: Record<string, never>;
             title: string;
         };
+        /** @description Students with any learning activity in the last day, 7 days and 30 days. */
+        ActiveStudents: {
+            /** Format: int64 */
+            day: number;
+            /** Format: int64 */
+            month: number;
+            /** Format: int64 */
+            week: number;
+        };
         AdminUserView: {
             /** Format: date-time */
             created_at: string;
@@ -1175,6 +1204,15 @@ export interface components {
             id: string;
             is_active: boolean;
             role: components["schemas"]["Role"];
+        };
+        AssessmentCounts: {
+            /** Format: int64 */
+            completed: number;
+            /**
+             * Format: int64
+             * @description Every assessment a student opened, whatever became of it.
+             */
+            started: number;
         };
         AssessmentStarted: {
             /** Format: date-time */
@@ -1448,6 +1486,22 @@ export interface components {
         ForgotRequest: {
             email: string;
         };
+        FunnelStep: {
+            /**
+             * Format: int64
+             * @description Students who completed every lesson the module has now. A module without lessons has
+             *     nobody to count: 0.
+             */
+            completed: number;
+            /** Format: uuid */
+            module_id: string;
+            /**
+             * Format: int64
+             * @description Students with progress on at least one of the module's lessons.
+             */
+            started: number;
+            title: string;
+        };
         LaunchInfo: {
             /** Format: uuid */
             assessment_id: string;
@@ -1619,6 +1673,18 @@ export interface components {
             /** Format: date-time */
             read_at?: string | null;
             title: string;
+        };
+        OutboxHealth: {
+            /**
+             * Format: int64
+             * @description Gave up after every attempt: an admin may retry them.
+             */
+            failed: number;
+            /**
+             * Format: int64
+             * @description Waiting to be sent, including retries after a temporary failure.
+             */
+            queued: number;
         };
         Page_AchievementView: {
             items: {
@@ -1866,11 +1932,13 @@ export interface components {
             next_cursor?: string | null;
         };
         PlatformStats: {
+            active_students: components["schemas"]["ActiveStudents"];
             /**
              * Format: int64
              * @description Students with any learning activity in the last 7 days.
              */
             active_students_7d: number;
+            assessments: components["schemas"]["AssessmentCounts"];
             /** Format: int64 */
             assessments_completed: number;
             /**
@@ -1878,13 +1946,17 @@ export interface components {
              * @description Enrollments whose every lesson is completed.
              */
             completions: number;
+            email_outbox: components["schemas"]["OutboxHealth"];
             /** Format: int64 */
             enrollments: number;
+            review_queue: components["schemas"]["ReviewQueue"];
             /**
              * Format: int64
              * @description Submissions waiting for review.
              */
             submissions_pending: number;
+            /** @description The most enrolled courses (ties broken by completions), at most five. */
+            top_courses: components["schemas"]["TopCourse"][];
             users_by_role: components["schemas"]["UsersByRole"];
         };
         Problem: {
@@ -1975,6 +2047,15 @@ export interface components {
         };
         /** @enum {string} */
         ReviewOutcome: "approved" | "changes_requested";
+        ReviewQueue: {
+            /**
+             * Format: date-time
+             * @description When the submission that has waited longest was handed in; null when nothing waits.
+             */
+            oldest_submitted_at?: string | null;
+            /** Format: int64 */
+            waiting: number;
+        };
         /** @enum {string} */
         Role: "student" | "instructor" | "admin";
         /**
@@ -2104,6 +2185,15 @@ export interface components {
         TokenRequest: {
             /** @description The token from the emailed link. */
             token: string;
+        };
+        TopCourse: {
+            /** Format: int64 */
+            completions: number;
+            /** Format: uuid */
+            course_id: string;
+            /** Format: int64 */
+            enrollments: number;
+            title: string;
         };
         Unsubscribed: {
             /** @description The category now switched off. */
@@ -2401,6 +2491,79 @@ export interface operations {
             };
             /** @description A field, query parameter or header is invalid; `errors` names each one. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    course_funnel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunnelStep"][];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource, or not one the caller may see. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,6 +1,7 @@
 //! The life of a project: handed in, read by who may, downloaded, reviewed, handed in again.
 
 use reqwest::{Method, StatusCode};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use super::{file, form, notifications, project, review, spawn, submit, submit_code};
@@ -230,7 +231,11 @@ async fn a_retried_upload_with_its_idempotency_key_is_handed_in_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_stats_count_what_the_platform_holds() {
-    let app = spawn(|_| {}).await;
+    // The outbox stays as the requests left it, so its counts are known.
+    let app = spawn(|env| {
+        env.insert("CIFIX_EMAIL_WORKER".into(), "false".into());
+    })
+    .await;
     let w = project(&app).await;
     let admin = app.user("admin", "admin").await;
     let idle = app.user("idle", "student").await;
@@ -239,10 +244,16 @@ async fn admin_stats_count_what_the_platform_holds() {
     let res =
         app.send_json(Method::PUT, &format!("/me/lessons/{}/progress", w.reading_id), w.student.auth(), body).await;
     expect(res, StatusCode::OK).await;
-    submit_code(&app, &w.student, &w.lesson_id, "print(1)").await;
+    let submission = submit_code(&app, &w.student, &w.lesson_id, "print(1)").await;
+    let stored = app.get_json(&format!("/submissions/{}", submission["id"].as_str().unwrap()), admin.auth()).await;
     for u in [&w.student, &w.instructor] {
         problem(app.get("/admin/stats", u.auth()).await, StatusCode::NOT_FOUND).await;
     }
+    let queued = app.count("SELECT COUNT(*) FROM email_outbox").await;
+    assert!(queued >= 4, "every sign-up queued a verification email");
+    let failed =
+        "UPDATE email_outbox SET status = 'failed' WHERE id = (SELECT id FROM email_outbox ORDER BY id LIMIT 1)";
+    app.db.conn.execute_unprepared(failed).await.unwrap();
     let stats = app.get_json("/admin/stats", admin.auth()).await;
     assert_eq!(
         stats,
@@ -253,6 +264,13 @@ async fn admin_stats_count_what_the_platform_holds() {
             "completions": 0,
             "assessments_completed": 0,
             "submissions_pending": 1,
+            "active_students": {"day": 1, "week": 1, "month": 1},
+            "assessments": {"started": 0, "completed": 0},
+            "review_queue": {"waiting": 1, "oldest_submitted_at": stored["created_at"]},
+            "email_outbox": {"queued": queued - 1, "failed": 1},
+            "top_courses": [
+                {"course_id": w.course_id, "title": "Course projects-course", "enrollments": 2, "completions": 0},
+            ],
         })
     );
 }
