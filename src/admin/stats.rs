@@ -1,6 +1,6 @@
 //! The platform's numbers for the admin console: the figures in one query, the top courses in
-//! a second. Every figure is a count over an indexed column, so the answer stays quick as the
-//! tables grow.
+//! a second. The top courses group every enrollment, so on a large database they are the part
+//! to cache or keep as a running total.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
