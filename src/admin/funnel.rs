@@ -1,7 +1,7 @@
 //! A course's drop-off funnel: for each module in outline order, how many students started it
 //! and how many finished every one of its lessons.
 
-use sea_orm::{ConnectionTrait, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{AdminError, AdminService};
 use crate::entities::course;
 
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq, FromQueryResult)]
 pub struct FunnelStep {
     pub module_id: Uuid,
     pub title: String,
@@ -25,7 +25,7 @@ impl AdminService {
         let db = &self.db.conn;
         course::Entity::find_by_id(course_id).one(db).await?.ok_or(AdminError::NotFound)?;
         // One pass over the course's progress rows (reached through idx_lessons_course and
-        // idx_lesson_progress_lesson), grouped per module and student, then counted per module.
+        // idx_lesson_progress_lesson): grouped per module and student, then per module.
         let sql = "WITH per_student AS ( \
                 SELECT l.module_id, p.user_id, \
                     SUM(CASE WHEN p.status = 'completed' THEN 1 ELSE 0 END) AS done \
@@ -34,24 +34,17 @@ impl AdminService {
                 GROUP BY l.module_id, p.user_id \
             ), sizes AS ( \
                 SELECT module_id, COUNT(*) AS lessons FROM lessons WHERE course_id = $1 GROUP BY module_id \
+            ), per_module AS ( \
+                SELECT s.module_id, COUNT(*) AS started, \
+                    SUM(CASE WHEN s.done = z.lessons THEN 1 ELSE 0 END) AS completed \
+                FROM per_student s JOIN sizes z ON z.module_id = s.module_id \
+                GROUP BY s.module_id \
             ) \
-            SELECT m.id, m.title, \
-                (SELECT COUNT(*) FROM per_student s WHERE s.module_id = m.id), \
-                (SELECT COUNT(*) FROM per_student s JOIN sizes z ON z.module_id = s.module_id \
-                    WHERE s.module_id = m.id AND s.done = z.lessons) \
-            FROM modules m WHERE m.course_id = $1 ORDER BY m.position";
+            SELECT m.id AS module_id, m.title, \
+                COALESCE(f.started, 0) AS started, COALESCE(f.completed, 0) AS completed \
+            FROM modules m LEFT JOIN per_module f ON f.module_id = m.id \
+            WHERE m.course_id = $1 ORDER BY m.position";
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, [course_id.into()]);
-        db.query_all_raw(stmt)
-            .await?
-            .into_iter()
-            .map(|row| {
-                Ok(FunnelStep {
-                    module_id: row.try_get_by_index(0)?,
-                    title: row.try_get_by_index(1)?,
-                    started: row.try_get_by_index(2)?,
-                    completed: row.try_get_by_index(3)?,
-                })
-            })
-            .collect()
+        Ok(FunnelStep::find_by_statement(stmt).all(db).await?)
     }
 }

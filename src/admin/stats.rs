@@ -3,7 +3,7 @@
 //! to cache or keep as a running total.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -48,7 +48,7 @@ pub struct OutboxHealth {
     pub failed: i64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq, FromQueryResult)]
 pub struct TopCourse {
     pub course_id: Uuid,
     pub title: String,
@@ -114,22 +114,14 @@ impl AdminService {
             .await?
             .ok_or(AdminError::NotFound)?;
         let n = |i: usize| row.try_get_by_index::<i64>(i);
-        let top = "SELECT c.id, c.title, COUNT(*), SUM(CASE WHEN e.completed_at IS NOT NULL THEN 1 ELSE 0 END) \
+        let top = "SELECT c.id AS course_id, c.title, COUNT(*) AS enrollments, \
+                SUM(CASE WHEN e.completed_at IS NOT NULL THEN 1 ELSE 0 END) AS completions \
             FROM enrollments e JOIN courses c ON c.id = e.course_id \
-            GROUP BY c.id, c.title ORDER BY 3 DESC, 4 DESC, c.id LIMIT $1";
-        let top_courses = db
-            .query_all_raw(Statement::from_sql_and_values(backend, top, [TOP_COURSES.into()]))
-            .await?
-            .into_iter()
-            .map(|r| {
-                Ok(TopCourse {
-                    course_id: r.try_get_by_index(0)?,
-                    title: r.try_get_by_index(1)?,
-                    enrollments: r.try_get_by_index(2)?,
-                    completions: r.try_get_by_index(3)?,
-                })
-            })
-            .collect::<Result<_, sea_orm::DbErr>>()?;
+            GROUP BY c.id, c.title ORDER BY enrollments DESC, completions DESC, c.id LIMIT $1";
+        let top_courses =
+            TopCourse::find_by_statement(Statement::from_sql_and_values(backend, top, [TOP_COURSES.into()]))
+                .all(db)
+                .await?;
         Ok(PlatformStats {
             users_by_role: UsersByRole { student: n(0)?, instructor: n(1)?, admin: n(2)? },
             active_students_7d: n(3)?,
