@@ -1,7 +1,7 @@
 //! A course's drop-off funnel: for each module in outline order, how many students started it
 //! and how many finished every one of its lessons.
 
-use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, Statement};
+use sea_orm::{EntityTrait, FromQueryResult, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
