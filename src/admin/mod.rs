@@ -122,6 +122,19 @@ impl AdminService {
         Ok(Page::from_rows(rows, page, |u| u.id))
     }
 
+    pub async fn user(&self, id: Uuid) -> Result<AdminUserView, AdminError> {
+        Ok(user::Entity::find_by_id(id).one(&self.db.conn).await?.ok_or(AdminError::NotFound)?.into())
+    }
+
+    /// Email and display name of each of `ids` that exists, for pages that name people.
+    pub async fn names(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, (String, String)>, AdminError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows = user::Entity::find().filter(user::Column::Id.is_in(ids.iter().copied())).all(&self.db.conn).await?;
+        Ok(rows.into_iter().map(|u| (u.id, (u.email, u.display_name))).collect())
+    }
+
     /// Changes a user's role or active flag. Deactivation ends every session at once; a role
     /// change needs no revocation because roles are re-read on every request.
     pub async fn update_user(

@@ -15,7 +15,7 @@ use crate::{
     entities::{session, user},
     infra::db::WriteTxn,
     kernel::audit::{self, Event},
-    kernel::context::RequestContext,
+    kernel::context::{RequestContext, Role},
     kernel::input::EmailAddress,
 };
 
@@ -23,6 +23,19 @@ const FAILED_LOGIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 impl AuthService {
     pub async fn login(&self, ctx: &RequestContext, email: &str, password: &str) -> Result<TokenPair, AuthError> {
+        self.login_as(ctx, email, password, &[Role::Student, Role::Instructor, Role::Admin]).await
+    }
+
+    /// Signing in where only `roles` may enter (the admin console). Another role's right
+    /// password is refused like a wrong one, without starting a session; it is not counted
+    /// against the account, since whoever typed it knows the password.
+    pub async fn login_as(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        password: &str,
+        roles: &[Role],
+    ) -> Result<TokenPair, AuthError> {
         // Decided on the address as typed, before looking it up: known and unknown alike.
         let gate = self.throttle.gate(ctx, email).await;
         if let Gate::Closed { retry_after_secs } = gate {
@@ -38,6 +51,9 @@ impl AuthService {
             && ok
             && u.is_active
         {
+            if !roles.contains(&u.role) {
+                return self.refuse_role(self.db.begin_write().await?, ctx, u).await;
+            }
             return self.sign_in(self.db.begin_write().await?, ctx, u).await;
         }
         self.throttle.failed(ctx, email).await;
@@ -95,6 +111,17 @@ impl AuthService {
             &*txn,
             ctx,
             Event::new("auth.login_failed", None).target("user", u.id).details(json!({"reason": reason})),
+        )
+        .await?;
+        txn.commit().await?;
+        Err(AuthError::InvalidCredentials)
+    }
+
+    async fn refuse_role(&self, txn: WriteTxn, ctx: &RequestContext, u: &user::Model) -> Result<TokenPair, AuthError> {
+        audit::record(
+            &*txn,
+            ctx,
+            Event::new("auth.login_failed", None).target("user", u.id).details(json!({"reason": "role_not_allowed"})),
         )
         .await?;
         txn.commit().await?;

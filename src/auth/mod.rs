@@ -5,6 +5,7 @@
 
 mod email_flows;
 mod login;
+mod managed;
 mod model;
 pub mod password;
 mod profile;

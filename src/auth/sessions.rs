@@ -199,6 +199,28 @@ impl AuthService {
         Ok(Principal { user_id: user.id, session_id: session.id, role: user.role })
     }
 
+    /// Establishes who is calling from a session's refresh token held as a cookie (the admin
+    /// console), without spending it: the same checks as [`Self::authenticate`], and the token
+    /// must be the session's current one, so refreshing it elsewhere ends the cookie session.
+    pub async fn authenticate_refresh_token(&self, token: &str) -> Result<(Principal, DateTime<Utc>), AuthError> {
+        let hash = tokens::hash_refresh_token(token);
+        let row =
+            refresh_token::Entity::find_by_id(hash).one(&self.db.conn).await?.ok_or(AuthError::Unauthenticated)?;
+        if row.spent_at.is_some() {
+            return Err(AuthError::Unauthenticated);
+        }
+        let (session, user) = session::Entity::find_by_id(row.session_id)
+            .find_also_related(user::Entity)
+            .one(&self.db.conn)
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        let user = user.ok_or(AuthError::Unauthenticated)?;
+        if session.revoked_at.is_some() || session.expires_at <= Utc::now() || !user.is_active {
+            return Err(AuthError::Unauthenticated);
+        }
+        Ok((Principal { user_id: user.id, session_id: session.id, role: user.role }, session.created_at))
+    }
+
     pub async fn list_sessions(&self, p: &Principal, page: PageRequest) -> Result<Page<SessionView>, AuthError> {
         let live = session::Entity::find()
             .filter(session::Column::UserId.eq(p.user_id))

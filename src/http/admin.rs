@@ -1,7 +1,7 @@
 //! `/admin/*`: user management, the audit trail and the platform's numbers (admins only; 404
 //! for everyone else).
 
-use axum::{Json, extract::State};
+use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_email))
         .routes(routes!(stats))
         .routes(routes!(course_funnel))
+        .routes(routes!(end_user_sessions))
+        .routes(routes!(resend_user_verification))
 }
 
 /// The platform's numbers: active accounts by role, students active in the last 7 days,
@@ -161,4 +163,32 @@ async fn audit_log(
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let filter = AuditFilter { actor_id: q.actor_id, action: q.action, since: q.since, until: q.until };
     Ok(Json(s.admin.audit_log(filter, page).await?))
+}
+
+/// End every session of a user at once (their tokens and live connections stop working).
+#[utoipa::path(post, path = "/admin/users/{id}/logout-all", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn end_user_sessions(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    let admin = auth.require(&[Role::Admin])?;
+    s.auth.end_sessions_of(&ctx, admin, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Send a user a fresh email-verification link (nothing is sent when already verified).
+#[utoipa::path(post, path = "/admin/users/{id}/verification-email", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 202), (status = 404, body = Problem)))]
+async fn resend_user_verification(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    auth: Auth,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    let admin = auth.require(&[Role::Admin])?;
+    s.auth.resend_verification_to(&ctx, admin, id).await?;
+    Ok(StatusCode::ACCEPTED)
 }

@@ -145,9 +145,10 @@ pub struct Authenticated(pub crate::kernel::context::Principal);
 pub async fn problem_bodies(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_problem =
-        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    let content_type = res.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()).unwrap_or_default();
+    // The admin console answers its errors as pages of its own.
+    let has_body = content_type.starts_with(b"application/problem+json") || content_type.starts_with(b"text/html");
+    if !(status.is_client_error() || status.is_server_error()) || has_body {
         return res;
     }
     let (parts, _) = res.into_parts();
@@ -172,6 +173,7 @@ pub async fn problem_bodies(req: Request, next: Next) -> Response {
 
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let is_docs = req.uri().path().starts_with("/api/docs");
+    let is_console = super::console::is_console(req.uri().path());
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -184,6 +186,8 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     let sandboxed = h.get("content-security-policy").is_some_and(|v| v == "sandbox");
     let csp = if sandboxed {
         "sandbox; default-src 'none'; frame-ancestors 'none'"
+    } else if is_console {
+        super::console::CONTENT_SECURITY_POLICY
     } else if is_docs {
         // Swagger UI is served from the binary and needs its own scripts and inline styles.
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"

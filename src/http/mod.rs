@@ -5,6 +5,7 @@ pub mod admin;
 pub mod assessments;
 pub mod auth;
 pub mod catalog;
+pub mod console;
 pub mod email;
 pub mod errors;
 pub mod extract;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .merge(api)
+        .merge(console::router())
         .merge(
             SwaggerUi::new("/api/docs")
                 .external_url_unchecked("/api/openapi.json", document(&doc))
@@ -122,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::rate_limit))
         .layer(cors)
         .layer(from_fn_with_state(state.clone(), middleware::security_headers))
+        .layer(from_fn(console::html_errors))
         .layer(from_fn(middleware::problem_bodies))
         .layer(from_fn_with_state(state.clone(), middleware::context))
         .with_state(state)

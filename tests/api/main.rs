@@ -9,6 +9,7 @@ mod admin;
 mod assessments;
 mod auth;
 mod catalog;
+mod console;
 mod contract;
 mod email;
 mod guards;
