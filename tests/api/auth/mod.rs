@@ -118,6 +118,7 @@ async fn assert_rejected(app: &TestApp, token: &str, what: &str) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{what}: logout-all must be 401");
 }
 
+mod by_admin;
 mod passwords;
 mod registration;
 mod sessions;
