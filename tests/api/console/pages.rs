@@ -3,6 +3,7 @@
 //! audit trail).
 
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 
 use super::{Console, location};
 use crate::support::{catalog, *};
@@ -125,7 +126,7 @@ async fn a_failed_email_is_retried_from_the_outbox_page() {
     app.user("kid", "student").await;
     let failed = "UPDATE email_outbox SET status = 'failed', attempts = 8, last_error = 'mailbox unavailable' \
                   WHERE to_address = 'kid@example.com'";
-    app.count(&format!("{failed} RETURNING 1")).await;
+    app.db.conn.execute_unprepared(failed).await.unwrap();
     let mut console = Console::signed_in(&app, &admin.email).await;
 
     let page = console.page("/admin/emails?status=failed").await;
