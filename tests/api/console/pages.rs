@@ -167,6 +167,15 @@ async fn an_integration_secret_is_shown_once_and_a_bad_name_is_shown_by_its_fiel
 
     let id = clients["items"][0]["id"].as_str().unwrap();
     console.keep_csrf(&again);
+    let res = console.submit(&format!("/admin/clients/{id}/rotate"), &[]).await;
+    assert!(res.text().await.unwrap().contains("Make a new secret"), "asks first");
+    let res = console.submit(&format!("/admin/clients/{id}/rotate"), &[("confirm", "yes")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    let rotated = page.split(r#"id="client-secret">"#).nth(1).unwrap().split('<').next().unwrap().to_string();
+    assert!(rotated.len() >= 32 && rotated != secret, "a new secret, shown once");
+    let clients = app.get_json("/admin/integrations/clients", Some(&admin.token)).await;
+    assert!(clients["items"][0]["rotated_at"].is_string());
     let res = console.submit(&format!("/admin/clients/{id}/revoke"), &[]).await;
     assert!(res.text().await.unwrap().contains("Revoke this client?"));
     let res = console.submit(&format!("/admin/clients/{id}/revoke"), &[("confirm", "yes")]).await;
