@@ -1,10 +1,14 @@
-//! Administration: user management, the audit-trail reader, the platform's numbers and a
-//! course's funnel.
+//! Administration: user management, the audit-trail reader, the platform's numbers (a
+//! snapshot and a daily series, both cached briefly) and a course's funnel.
 
+mod cache;
 mod funnel;
+mod series;
 mod stats;
 
+pub use cache::StatsCache;
 pub use funnel::FunnelStep;
+pub use series::{DEFAULT_SERIES_DAYS, DailyCounts, MAX_SERIES_DAYS, Series, series_window};
 pub use stats::{ActiveStudents, AssessmentCounts, OutboxHealth, PlatformStats, ReviewQueue, TopCourse, UsersByRole};
 
 use chrono::{DateTime, Utc};
@@ -94,6 +98,8 @@ pub struct AdminService {
     pub db: Db,
     /// To drop a user's live connections when their role or active flag changes.
     pub events: crate::infra::realtime::EventBus,
+    /// Recent answers of `stats` and `series`.
+    pub cache: StatsCache,
 }
 
 impl AdminService {

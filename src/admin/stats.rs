@@ -3,7 +3,7 @@
 //! to cache or keep as a running total.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -76,52 +76,27 @@ pub struct PlatformStats {
     pub email_outbox: OutboxHealth,
     /// The most enrolled courses (ties broken by completions), at most five.
     pub top_courses: Vec<TopCourse>,
+    /// When these numbers were computed; they may be reused for a few seconds.
+    pub generated_at: DateTime<Utc>,
 }
 
 impl AdminService {
     pub async fn stats(&self) -> Result<PlatformStats, AdminError> {
-        let hours_ago = |hours: i64| (Utc::now().timestamp() - hours * 3600).div_euclid(3600);
-        let active_since = |param: &str| {
-            format!(
-                "(SELECT COUNT(DISTINCT a.user_id) FROM activity_hours a JOIN users u ON u.id = a.user_id \
-                   WHERE a.hour >= {param} AND u.role = 'student')"
-            )
-        };
-        let sql = format!(
-            "SELECT \
-            (SELECT COUNT(*) FROM users WHERE is_active AND role = 'student'), \
-            (SELECT COUNT(*) FROM users WHERE is_active AND role = 'instructor'), \
-            (SELECT COUNT(*) FROM users WHERE is_active AND role = 'admin'), \
-            {week}, \
-            (SELECT COUNT(*) FROM enrollments), \
-            (SELECT COUNT(*) FROM enrollments WHERE completed_at IS NOT NULL), \
-            (SELECT COUNT(*) FROM assessments WHERE status = 'completed'), \
-            (SELECT COUNT(*) FROM submissions WHERE status = 'submitted'), \
-            {day}, {month}, \
-            (SELECT COUNT(*) FROM assessments), \
-            (SELECT MIN(created_at) FROM submissions WHERE status = 'submitted'), \
-            (SELECT COUNT(*) FROM email_outbox WHERE status = 'queued'), \
-            (SELECT COUNT(*) FROM email_outbox WHERE status = 'failed')",
-            week = active_since("$1"),
-            day = active_since("$2"),
-            month = active_since("$3"),
-        );
+        if let Some(hit) = self.cache.stats().await {
+            return Ok(hit);
+        }
+        let stats = self.compute_stats().await?;
+        self.cache.keep_stats(&stats).await;
+        Ok(stats)
+    }
+
+    async fn compute_stats(&self) -> Result<PlatformStats, AdminError> {
+        let generated_at = Utc::now();
         let db = &self.db.conn;
-        let backend = db.get_database_backend();
-        let windows = [hours_ago(7 * 24).into(), hours_ago(24).into(), hours_ago(30 * 24).into()];
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, windows))
-            .await?
-            .ok_or(AdminError::NotFound)?;
+        let [figures, top] = stats_statements(db.get_database_backend(), generated_at);
+        let row = db.query_one_raw(figures).await?.ok_or(AdminError::NotFound)?;
         let n = |i: usize| row.try_get_by_index::<i64>(i);
-        let top = "SELECT c.id AS course_id, c.title, COUNT(*) AS enrollments, \
-                SUM(CASE WHEN e.completed_at IS NOT NULL THEN 1 ELSE 0 END) AS completions \
-            FROM enrollments e JOIN courses c ON c.id = e.course_id \
-            GROUP BY c.id, c.title ORDER BY enrollments DESC, completions DESC, c.id LIMIT $1";
-        let top_courses =
-            TopCourse::find_by_statement(Statement::from_sql_and_values(backend, top, [TOP_COURSES.into()]))
-                .all(db)
-                .await?;
+        let top_courses = TopCourse::find_by_statement(top).all(db).await?;
         Ok(PlatformStats {
             users_by_role: UsersByRole { student: n(0)?, instructor: n(1)?, admin: n(2)? },
             active_students_7d: n(3)?,
@@ -134,6 +109,46 @@ impl AdminService {
             review_queue: ReviewQueue { waiting: n(7)?, oldest_submitted_at: row.try_get_by_index(11)? },
             email_outbox: OutboxHealth { queued: n(12)?, failed: n(13)? },
             top_courses,
+            generated_at,
         })
     }
+}
+
+/// The figures in one statement, the top courses in a second.
+pub(super) fn stats_statements(backend: DbBackend, now: DateTime<Utc>) -> [Statement; 2] {
+    let hours_ago = |hours: i64| (now.timestamp() - hours * 3600).div_euclid(3600);
+    let active_since = |param: &str| {
+        format!(
+            "(SELECT COUNT(DISTINCT a.user_id) FROM activity_hours a JOIN users u ON u.id = a.user_id \
+               WHERE a.hour >= {param} AND u.role = 'student')"
+        )
+    };
+    let sql = format!(
+        "SELECT \
+        (SELECT COUNT(*) FROM users WHERE is_active AND role = 'student'), \
+        (SELECT COUNT(*) FROM users WHERE is_active AND role = 'instructor'), \
+        (SELECT COUNT(*) FROM users WHERE is_active AND role = 'admin'), \
+        {week}, \
+        (SELECT COUNT(*) FROM enrollments), \
+        (SELECT COUNT(*) FROM enrollments WHERE completed_at IS NOT NULL), \
+        (SELECT COUNT(*) FROM assessments WHERE status = 'completed'), \
+        (SELECT COUNT(*) FROM submissions WHERE status = 'submitted'), \
+        {day}, {month}, \
+        (SELECT COUNT(*) FROM assessments), \
+        (SELECT MIN(created_at) FROM submissions WHERE status = 'submitted'), \
+        (SELECT COUNT(*) FROM email_outbox WHERE status = 'queued'), \
+        (SELECT COUNT(*) FROM email_outbox WHERE status = 'failed')",
+        week = active_since("$1"),
+        day = active_since("$2"),
+        month = active_since("$3"),
+    );
+    let windows = [hours_ago(7 * 24).into(), hours_ago(24).into(), hours_ago(30 * 24).into()];
+    let top = "SELECT c.id AS course_id, c.title, COUNT(*) AS enrollments, \
+            SUM(CASE WHEN e.completed_at IS NOT NULL THEN 1 ELSE 0 END) AS completions \
+        FROM enrollments e JOIN courses c ON c.id = e.course_id \
+        GROUP BY c.id, c.title ORDER BY enrollments DESC, completions DESC, c.id LIMIT $1";
+    [
+        Statement::from_sql_and_values(backend, sql, windows),
+        Statement::from_sql_and_values(backend, top, [TOP_COURSES.into()]),
+    ]
 }

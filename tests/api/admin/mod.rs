@@ -1,5 +1,7 @@
 //! Admin endpoints: user management (role changes, deactivation), the audit-trail reader and a
-//! course's funnel.
+//! course's funnel; the statistics series and cache in the module below.
+
+mod series;
 
 use crate::support::{catalog, *};
 use reqwest::{Method, StatusCode};
