@@ -1,12 +1,14 @@
 //! Administration: user management, the audit-trail reader, the platform's numbers (a
-//! snapshot and a daily series, both cached briefly) and a course's funnel.
+//! snapshot and a daily series, both cached briefly), a course's funnel and CSV exports.
 
 mod cache;
+mod exports;
 mod funnel;
 mod series;
 mod stats;
 
 pub use cache::StatsCache;
+pub use exports::{Export, ExportKind, spreadsheet_safe};
 pub use funnel::FunnelStep;
 pub use series::{DEFAULT_SERIES_DAYS, DailyCounts, MAX_SERIES_DAYS, Series, series_window};
 pub use stats::{ActiveStudents, AssessmentCounts, OutboxHealth, PlatformStats, ReviewQueue, TopCourse, UsersByRole};
@@ -80,7 +82,7 @@ pub struct AuditEntryView {
     pub details: Option<Value>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
     pub actor_id: Option<Uuid>,
     pub action: Option<String>,

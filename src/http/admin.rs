@@ -1,5 +1,5 @@
 //! `/admin/*`: user management, the audit trail and the platform's numbers (admins only; 404
-//! for everyone else).
+//! for everyone else). The CSV exports are in `admin_exports`.
 
 use axum::{Json, extract::State, http::Uri};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats))
         .routes(routes!(stats_series))
         .routes(routes!(course_funnel))
+        .merge(super::admin_exports::router())
 }
 
 /// The platform's numbers: active accounts by role, students active in the last 7 days,

@@ -1,6 +1,7 @@
 //! Admin endpoints: user management (role changes, deactivation), the audit-trail reader and a
-//! course's funnel; the statistics series and cache in the module below.
+//! course's funnel; the statistics series and cache and the CSV exports in the modules below.
 
+mod exports;
 mod series;
 
 use crate::support::{catalog, *};
