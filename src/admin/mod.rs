@@ -96,6 +96,23 @@ fn like_contains(term: &str) -> LikeExpr {
     LikeExpr::new(format!("%{escaped}%")).escape('\\')
 }
 
+/// The statements behind [`AdminService::stats`] and [`AdminService::series`] (its default
+/// window), named, for reading their plans on a real database.
+pub fn statistics_statements(backend: sea_orm::DbBackend) -> Vec<(&'static str, sea_orm::Statement)> {
+    let now = Utc::now();
+    let [figures, top] = stats::stats_statements(backend, now);
+    let (from, to) = series_window(None, None, now.date_naive()).expect("the default window is valid");
+    let [sign_ups, completions, active] =
+        series::series_statements(backend, from, to).expect("the default window is in range");
+    vec![
+        ("stats: figures", figures),
+        ("stats: top courses", top),
+        ("series: sign-ups", sign_ups),
+        ("series: lesson completions", completions),
+        ("series: active students", active),
+    ]
+}
+
 pub struct AdminService {
     pub db: Db,
     /// To drop a user's live connections when their role or active flag changes.

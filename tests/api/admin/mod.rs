@@ -1,7 +1,9 @@
 //! Admin endpoints: user management (role changes, deactivation), the audit-trail reader and a
-//! course's funnel; the statistics series and cache and the CSV exports in the modules below.
+//! course's funnel; the statistics series and cache, the CSV exports and the timings on a large
+//! database in the modules below.
 
 mod exports;
+mod large;
 mod series;
 
 use crate::support::{catalog, *};
