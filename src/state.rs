@@ -181,7 +181,11 @@ impl AppState {
         let hub = Hub::new(MAX_LIVE_CONNECTIONS_PER_USER, LIVE_QUEUE);
         hub.spawn_dispatcher(&events, shutdown.clone());
         crate::notifications::live::spawn_session_sweeper(db.clone(), hub.clone(), shutdown.clone());
-        let admin = AdminService { db: db.clone(), events: events.clone() };
+        let admin = AdminService {
+            db: db.clone(),
+            events: events.clone(),
+            cache: crate::admin::StatsCache::new(config.admin_stats_cache_ttl),
+        };
         // Rules are loaded once at start: a bad file stops the process with its path and the error.
         let rules = Arc::new(match &config.learning_rules_path {
             Some(path) => LearningRules::load(path).map_err(|e| anyhow::anyhow!("CIFIX_LEARNING_RULES_PATH: {e}"))?,

@@ -1,10 +1,16 @@
-//! Administration: user management, the audit-trail reader, the platform's numbers and a
-//! course's funnel.
+//! Administration: user management, the audit-trail reader, the platform's numbers (a
+//! snapshot and a daily series, both cached briefly), a course's funnel and CSV exports.
 
+mod cache;
+mod exports;
 mod funnel;
+mod series;
 mod stats;
 
+pub use cache::StatsCache;
+pub use exports::{Export, ExportKind, spreadsheet_safe};
 pub use funnel::FunnelStep;
+pub use series::{DEFAULT_SERIES_DAYS, DailyCounts, MAX_SERIES_DAYS, Series, series_window};
 pub use stats::{ActiveStudents, AssessmentCounts, OutboxHealth, PlatformStats, ReviewQueue, TopCourse, UsersByRole};
 
 use chrono::{DateTime, Utc};
@@ -76,7 +82,7 @@ pub struct AuditEntryView {
     pub details: Option<Value>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
     pub actor_id: Option<Uuid>,
     pub action: Option<String>,
@@ -90,10 +96,29 @@ fn like_contains(term: &str) -> LikeExpr {
     LikeExpr::new(format!("%{escaped}%")).escape('\\')
 }
 
+/// The statements behind [`AdminService::stats`] and [`AdminService::series`] (its default
+/// window), named, for reading their plans on a real database.
+pub fn statistics_statements(backend: sea_orm::DbBackend) -> Vec<(&'static str, sea_orm::Statement)> {
+    let now = Utc::now();
+    let [figures, top] = stats::stats_statements(backend, now);
+    let (from, to) = series_window(None, None, now.date_naive()).expect("the default window is valid");
+    let [sign_ups, completions, active] =
+        series::series_statements(backend, from, to).expect("the default window is in range");
+    vec![
+        ("stats: figures", figures),
+        ("stats: top courses", top),
+        ("series: sign-ups", sign_ups),
+        ("series: lesson completions", completions),
+        ("series: active students", active),
+    ]
+}
+
 pub struct AdminService {
     pub db: Db,
     /// To drop a user's live connections when their role or active flag changes.
     pub events: crate::infra::realtime::EventBus,
+    /// Recent answers of `stats` and `series`.
+    pub cache: StatsCache,
 }
 
 impl AdminService {

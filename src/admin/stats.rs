@@ -1,9 +1,9 @@
 //! The platform's numbers for the admin console: the figures in one query, the top courses in
-//! a second. The top courses group every enrollment, so on a large database they are the part
-//! to cache or keep as a running total.
+//! a second. Both read every enrollment, so on a large database they are the part that grows
+//! with the platform; answers are cached briefly (see `cache`).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -76,52 +76,27 @@ pub struct PlatformStats {
     pub email_outbox: OutboxHealth,
     /// The most enrolled courses (ties broken by completions), at most five.
     pub top_courses: Vec<TopCourse>,
+    /// When these numbers were computed; they may be reused for a few seconds.
+    pub generated_at: DateTime<Utc>,
 }
 
 impl AdminService {
     pub async fn stats(&self) -> Result<PlatformStats, AdminError> {
-        let hours_ago = |hours: i64| (Utc::now().timestamp() - hours * 3600).div_euclid(3600);
-        let active_since = |param: &str| {
-            format!(
-                "(SELECT COUNT(DISTINCT a.user_id) FROM activity_hours a JOIN users u ON u.id = a.user_id \
-                   WHERE a.hour >= {param} AND u.role = 'student')"
-            )
-        };
-        let sql = format!(
-            "SELECT \
-            (SELECT COUNT(*) FROM users WHERE is_active AND role = 'student'), \
-            (SELECT COUNT(*) FROM users WHERE is_active AND role = 'instructor'), \
-            (SELECT COUNT(*) FROM users WHERE is_active AND role = 'admin'), \
-            {week}, \
-            (SELECT COUNT(*) FROM enrollments), \
-            (SELECT COUNT(*) FROM enrollments WHERE completed_at IS NOT NULL), \
-            (SELECT COUNT(*) FROM assessments WHERE status = 'completed'), \
-            (SELECT COUNT(*) FROM submissions WHERE status = 'submitted'), \
-            {day}, {month}, \
-            (SELECT COUNT(*) FROM assessments), \
-            (SELECT MIN(created_at) FROM submissions WHERE status = 'submitted'), \
-            (SELECT COUNT(*) FROM email_outbox WHERE status = 'queued'), \
-            (SELECT COUNT(*) FROM email_outbox WHERE status = 'failed')",
-            week = active_since("$1"),
-            day = active_since("$2"),
-            month = active_since("$3"),
-        );
+        if let Some(hit) = self.cache.stats().await {
+            return Ok(hit);
+        }
+        let stats = self.compute_stats().await?;
+        self.cache.keep_stats(&stats).await;
+        Ok(stats)
+    }
+
+    async fn compute_stats(&self) -> Result<PlatformStats, AdminError> {
+        let generated_at = Utc::now();
         let db = &self.db.conn;
-        let backend = db.get_database_backend();
-        let windows = [hours_ago(7 * 24).into(), hours_ago(24).into(), hours_ago(30 * 24).into()];
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, windows))
-            .await?
-            .ok_or(AdminError::NotFound)?;
+        let [figures, top] = stats_statements(db.get_database_backend(), generated_at);
+        let row = db.query_one_raw(figures).await?.ok_or(AdminError::NotFound)?;
         let n = |i: usize| row.try_get_by_index::<i64>(i);
-        let top = "SELECT c.id AS course_id, c.title, COUNT(*) AS enrollments, \
-                SUM(CASE WHEN e.completed_at IS NOT NULL THEN 1 ELSE 0 END) AS completions \
-            FROM enrollments e JOIN courses c ON c.id = e.course_id \
-            GROUP BY c.id, c.title ORDER BY enrollments DESC, completions DESC, c.id LIMIT $1";
-        let top_courses =
-            TopCourse::find_by_statement(Statement::from_sql_and_values(backend, top, [TOP_COURSES.into()]))
-                .all(db)
-                .await?;
+        let top_courses = TopCourse::find_by_statement(top).all(db).await?;
         Ok(PlatformStats {
             users_by_role: UsersByRole { student: n(0)?, instructor: n(1)?, admin: n(2)? },
             active_students_7d: n(3)?,
@@ -134,6 +109,43 @@ impl AdminService {
             review_queue: ReviewQueue { waiting: n(7)?, oldest_submitted_at: row.try_get_by_index(11)? },
             email_outbox: OutboxHealth { queued: n(12)?, failed: n(13)? },
             top_courses,
+            generated_at,
         })
     }
+}
+
+/// The figures in one statement, the top courses in a second. Each table is read once: the
+/// users by role in one pass, the active students of all three windows from one range of
+/// idx_activity_hours_hour (each student's latest hour in the month), the enrollments in one
+/// pass, and the top courses from enrollments grouped before the join.
+pub(super) fn stats_statements(backend: DbBackend, now: DateTime<Utc>) -> [Statement; 2] {
+    let hours_ago = |hours: i64| (now.timestamp() - hours * 3600).div_euclid(3600);
+    let sql = "SELECT r.student, r.instructor, r.admin, act.week, en.total, en.done, \
+        (SELECT COUNT(*) FROM assessments WHERE status = 'completed'), \
+        (SELECT COUNT(*) FROM submissions WHERE status = 'submitted'), \
+        act.day, act.month, \
+        (SELECT COUNT(*) FROM assessments), \
+        (SELECT MIN(created_at) FROM submissions WHERE status = 'submitted'), \
+        (SELECT COUNT(*) FROM email_outbox WHERE status = 'queued'), \
+        (SELECT COUNT(*) FROM email_outbox WHERE status = 'failed') \
+        FROM (SELECT COALESCE(SUM(CASE WHEN role = 'student' THEN 1 ELSE 0 END), 0) AS student, \
+                COALESCE(SUM(CASE WHEN role = 'instructor' THEN 1 ELSE 0 END), 0) AS instructor, \
+                COALESCE(SUM(CASE WHEN role = 'admin' THEN 1 ELSE 0 END), 0) AS admin \
+              FROM users WHERE is_active) r, \
+             (SELECT COALESCE(SUM(CASE WHEN a.last >= $2 THEN 1 ELSE 0 END), 0) AS day, \
+                COALESCE(SUM(CASE WHEN a.last >= $1 THEN 1 ELSE 0 END), 0) AS week, \
+                COUNT(*) AS month \
+              FROM (SELECT user_id, MAX(hour) AS last FROM activity_hours WHERE hour >= $3 GROUP BY user_id) a \
+              JOIN users u ON u.id = a.user_id WHERE u.role = 'student') act, \
+             (SELECT COUNT(*) AS total, COUNT(completed_at) AS done FROM enrollments) en";
+    let windows = [hours_ago(7 * 24).into(), hours_ago(24).into(), hours_ago(30 * 24).into()];
+    let top = "SELECT c.id AS course_id, c.title, t.enrollments, t.completions \
+        FROM (SELECT course_id, COUNT(*) AS enrollments, COUNT(completed_at) AS completions \
+              FROM enrollments GROUP BY course_id) t \
+        JOIN courses c ON c.id = t.course_id \
+        ORDER BY t.enrollments DESC, t.completions DESC, c.id LIMIT $1";
+    [
+        Statement::from_sql_and_values(backend, sql, windows),
+        Statement::from_sql_and_values(backend, top, [TOP_COURSES.into()]),
+    ]
 }

@@ -95,6 +95,9 @@ pub struct Config {
     pub integration_secret_overlap: Duration,
     /// A learning-rules file replacing the bundled `config/learning-rules.json`.
     pub learning_rules_path: Option<PathBuf>,
+    /// How long one instance reuses the admin statistics it computed; zero computes them on
+    /// every request.
+    pub admin_stats_cache_ttl: Duration,
     pub email: EmailConfig,
     pub limits: Limits,
     pub secrets: SecretsConfig,
@@ -232,6 +235,12 @@ impl Config {
             if v == 0 { Err(err(name, "must be greater than 0")) } else { Ok(v) }
         };
 
+        // Statistics older than an hour would mislead the operator reading them.
+        let admin_stats_cache_ttl = Duration::from_secs(parse(&var, "CIFIX_ADMIN_STATS_CACHE_SECS", 15)?);
+        if admin_stats_cache_ttl > Duration::from_secs(3600) {
+            return Err(err("CIFIX_ADMIN_STATS_CACHE_SECS", "must be at most 3600"));
+        }
+
         let email = email_config(&var, env, &positive)?;
         let limits = limits::limits(&var, &positive)?;
         let secrets = secrets::secrets_config(&var, env)?;
@@ -314,6 +323,7 @@ impl Config {
                 86_400,
             )?),
             learning_rules_path: var("CIFIX_LEARNING_RULES_PATH").map(PathBuf::from),
+            admin_stats_cache_ttl,
             email,
             limits,
             secrets,

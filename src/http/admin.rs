@@ -1,19 +1,23 @@
 //! `/admin/*`: user management, the audit trail and the platform's numbers (admins only; 404
-//! for everyone else).
+//! for everyone else). The CSV exports are in `admin_exports`.
 
-use axum::{Json, extract::State, http::StatusCode};
-use chrono::{DateTime, Utc};
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, Uri},
+};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{ApiJson, ApiQuery, Auth, Ctx, page_request},
+    extract::{ApiJson, ApiQuery, Auth, Ctx, page_request, parse_query},
     problem::{ApiResult, PathId, Problem},
 };
 use crate::{
-    admin::{AdminUserView, AuditEntryView, AuditFilter, FunnelStep, PlatformStats},
+    admin::{AdminUserView, AuditEntryView, AuditFilter, FunnelStep, PlatformStats, Series},
     email::EmailView,
     kernel::context::Role,
     kernel::pagination::Page,
@@ -28,9 +32,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_emails))
         .routes(routes!(retry_email))
         .routes(routes!(stats))
+        .routes(routes!(stats_series))
         .routes(routes!(course_funnel))
         .routes(routes!(end_user_sessions))
         .routes(routes!(resend_user_verification))
+        .merge(super::admin_exports::router())
 }
 
 /// The platform's numbers: active accounts by role, students active in the last 7 days,
@@ -40,6 +46,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn stats(State(s): State<AppState>, auth: Auth) -> ApiResult<Json<PlatformStats>> {
     auth.require(&[Role::Admin])?;
     Ok(Json(s.admin.stats().await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    /// First UTC day, `YYYY-MM-DD`; by default the 30th day ending at `to`. The window spans
+    /// at most 366 days.
+    pub from: Option<NaiveDate>,
+    /// Last UTC day, included; by default today.
+    pub to: Option<NaiveDate>,
+}
+
+/// Sign-ups, lesson completions and active students per UTC day, every day of the window
+/// present and in order.
+#[utoipa::path(get, path = "/admin/stats/series", tag = "admin", security(("bearer" = [])), params(SeriesQuery),
+    responses((status = 200, body = Series), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)))]
+async fn stats_series(State(s): State<AppState>, auth: Auth, uri: Uri) -> ApiResult<Json<Series>> {
+    auth.require(&[Role::Admin])?;
+    // Read after the role check, so that to anyone else the route does not exist at all.
+    let q: SeriesQuery = parse_query(uri.query().unwrap_or_default())?;
+    Ok(Json(s.admin.series(q.from, q.to).await?))
 }
 
 /// Where a course's students drop off: per module in outline order, how many started it and

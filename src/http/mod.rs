@@ -2,6 +2,7 @@
 
 pub mod achievements;
 pub mod admin;
+pub mod admin_exports;
 pub mod assessments;
 pub mod auth;
 pub mod catalog;

@@ -11,6 +11,7 @@ mod m0006_email;
 mod m0007_idempotency;
 mod m0008_sealed_client_keys;
 mod m0009_submissions;
+mod m0010_admin_statistics;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_idempotency::Migration),
             Box::new(m0008_sealed_client_keys::Migration),
             Box::new(m0009_submissions::Migration),
+            Box::new(m0010_admin_statistics::Migration),
         ]
     }
 }

@@ -156,6 +156,7 @@ fn valid_value(schema: &Value, doc: &Value) -> String {
         ("boolean", _) => "true".into(),
         (_, Some("uuid")) => "01a23500-0000-7000-8000-000000000000".into(),
         (_, Some("date-time")) => "2026-01-01T00:00:00Z".into(),
+        (_, Some("date")) => chrono::Utc::now().date_naive().to_string(),
         _ => match schema.get("pattern").and_then(Value::as_str) {
             Some(p) if p.starts_with("^[0-9a-fA-F]{8}") => "01a23500-0000-7000-8000-000000000000".into(),
             Some(p) if p.starts_with("^(") => p[2..].split(['|', ')']).next().unwrap().to_string(),

@@ -109,6 +109,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/exports/audit-log.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit trail over a time range, oldest first. The export is itself audited. */
+        get: operations["export_audit_log"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/exports/course-progress.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One row per enrollment in the course: the student, when they enrolled, lessons completed
+         *     out of the course's lessons, the percentage, when they completed the course and their last
+         *     activity in it. The export is audited.
+         */
+        get: operations["export_course_progress"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/exports/users.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every account: id, email, display name, role, active and verified flags, sign-up time. No
+         *     password hashes and no tokens. The export is audited (`admin.export`).
+         */
+        get: operations["export_users"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/integrations/clients": {
         parameters: {
             query?: never;
@@ -173,6 +231,26 @@ export interface paths {
          *     enrollments and completions, completed assessments, submissions waiting for review.
          */
         get: operations["stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/stats/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sign-ups, lesson completions and active students per UTC day, every day of the window
+         *     present and in order.
+         */
+        get: operations["stats_series"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1395,6 +1473,30 @@ export interface components {
         CreateClient: {
             name: string;
         };
+        DailyCounts: {
+            /**
+             * Format: int64
+             * @description Students with any learning activity that day.
+             */
+            active_students: number;
+            /**
+             * Format: date
+             * @description A UTC day.
+             */
+            date: string;
+            /**
+             * Format: int64
+             * @description Lessons completed that day (a lesson counts once per student, on the day it was first
+             *     completed).
+             */
+            lesson_completions: number;
+            /**
+             * Format: int64
+             * @description Accounts created that day, whatever their role now: everyone signs up as a student and
+             *     instructors and admins are promoted later.
+             */
+            sign_ups: number;
+        };
         Dashboard: {
             /** @description Progress in the first 100 enrollments (all of them through `/me/progress`). */
             enrollments_progress: components["schemas"]["CourseProgress"][];
@@ -1949,6 +2051,11 @@ export interface components {
             email_outbox: components["schemas"]["OutboxHealth"];
             /** Format: int64 */
             enrollments: number;
+            /**
+             * Format: date-time
+             * @description When these numbers were computed; they may be reused for a few seconds.
+             */
+            generated_at: string;
             review_queue: components["schemas"]["ReviewQueue"];
             /**
              * Format: int64
@@ -2065,6 +2172,25 @@ export interface components {
          * @enum {string}
          */
         ScanStatus: "not_scanned" | "pending" | "clean" | "infected" | "unscannable";
+        Series: {
+            /** @description Every day of the window, oldest first. */
+            days: components["schemas"]["DailyCounts"][];
+            /**
+             * Format: date
+             * @description First day of the window (UTC).
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @description When these numbers were computed; they may be reused for a few seconds.
+             */
+            generated_at: string;
+            /**
+             * Format: date
+             * @description Last day of the window, included.
+             */
+            to: string;
+        };
         SesResult: {
             /** @description Addresses added to the suppression list by this notification. */
             suppressed: number;
@@ -2783,6 +2909,255 @@ export interface operations {
             };
         };
     };
+    export_audit_log: {
+        parameters: {
+            query?: {
+                /** @description From this instant (RFC 3339), included. */
+                since?: string;
+                /** @description Until this instant (RFC 3339), excluded. */
+                until?: string;
+                actor_id?: string;
+                action?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The CSV file, streamed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field, query parameter or header is invalid; `errors` names each one. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_course_progress: {
+        parameters: {
+            query: {
+                course_id: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The CSV file, streamed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field, query parameter or header is invalid; `errors` names each one. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_users: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The CSV file, streamed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_clients: {
         parameters: {
             query?: {
@@ -3154,6 +3529,94 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An internal error; quote `request_id` when reporting it. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The service or its database is briefly unavailable; `Retry-After` says when to retry. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stats_series: {
+        parameters: {
+            query?: {
+                /**
+                 * @description First UTC day, `YYYY-MM-DD`; by default the 30th day ending at `to`. The window spans
+                 *     at most 366 days.
+                 */
+                from?: string;
+                /** @description Last UTC day, included; by default today. */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Series"];
+                };
+            };
+            /** @description No valid access token. `WWW-Authenticate` tells an expired token from an invalid one. */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="cifix"`, with `error="invalid_token"` and an `error_description` of `the access token expired` (refresh it) or `the access token is invalid` (sign in again) when a token was sent. */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A field, query parameter or header is invalid; `errors` names each one. */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,5 +1,10 @@
 //! Admin endpoints: user management (role changes, deactivation), the audit-trail reader and a
-//! course's funnel.
+//! course's funnel; the statistics series and cache, the CSV exports and the timings on a large
+//! database in the modules below.
+
+mod exports;
+mod large;
+mod series;
 
 use crate::support::{catalog, *};
 use reqwest::{Method, StatusCode};
