@@ -40,6 +40,47 @@ pub fn bars(rows: &[(String, i64, i64)]) -> Bars {
     Bars { bars, height: (rows.len() as u32 * BAR_PITCH).max(BAR_PITCH) }
 }
 
+/// One day of a time series.
+pub struct Column {
+    pub x: u32,
+    pub y: u32,
+    pub height: u32,
+    pub value: i64,
+    pub date: String,
+    /// Every seventh day is labelled, so a month stays readable.
+    pub labelled: bool,
+}
+
+pub struct Columns {
+    pub columns: Vec<Column>,
+    pub width: u32,
+    pub max: i64,
+}
+
+pub const COLUMN_HEIGHT: u32 = 120;
+const COLUMN_PITCH: u32 = 14;
+
+/// `(date, value)` per day, scaled to the busiest day.
+pub fn columns(days: &[(String, i64)]) -> Columns {
+    let max = days.iter().map(|d| d.1).max().unwrap_or(0).max(1);
+    let columns = days
+        .iter()
+        .enumerate()
+        .map(|(i, (date, value))| {
+            let height = ((value.max(&0) * COLUMN_HEIGHT as i64) as f64 / max as f64).round() as u32;
+            Column {
+                x: i as u32 * COLUMN_PITCH,
+                y: COLUMN_HEIGHT - height,
+                height,
+                value: *value,
+                date: date.clone(),
+                labelled: i % 7 == 0,
+            }
+        })
+        .collect();
+    Columns { columns, width: (days.len() as u32 * COLUMN_PITCH).max(COLUMN_PITCH), max }
+}
+
 fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
@@ -59,6 +100,14 @@ mod tests {
         let widths: Vec<_> = chart.bars.iter().map(|b| (b.width, b.inner_width)).collect();
         assert_eq!(widths, [(BAR_SPAN, BAR_SPAN / 4), (BAR_SPAN / 2, BAR_SPAN / 2), (1, 0)]);
         assert_eq!(chart.height, 3 * BAR_PITCH);
+    }
+
+    #[test]
+    fn columns_scale_to_the_busiest_day_and_an_empty_series_is_flat() {
+        let chart = columns(&[("d1".into(), 3), ("d2".into(), 6), ("d3".into(), 0)]);
+        let heights: Vec<_> = chart.columns.iter().map(|c| c.height).collect();
+        assert_eq!(heights, [COLUMN_HEIGHT / 2, COLUMN_HEIGHT, 0]);
+        assert!(columns(&[("d".into(), 0)]).columns.iter().all(|c| c.height == 0));
     }
 
     #[test]

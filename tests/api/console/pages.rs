@@ -36,6 +36,13 @@ async fn the_overview_shows_the_numbers_the_api_gives() {
     assert_eq!(figure(&page, "stat-enrollments"), "1");
     assert_eq!(figure(&page, "stat-outbox-queued"), stats["email_outbox"]["queued"].to_string());
     assert!(page.contains("<svg class=\"chart\"") && page.contains("Course ai-for-kids"), "the top courses are drawn");
+    let today = chrono::Utc::now().date_naive();
+    let series = app.get_json("/admin/stats/series", Some(&admin.token)).await;
+    let last = &series["days"][29];
+    assert_eq!(last["date"], today.to_string());
+    assert_eq!(last["sign_ups"], 4);
+    assert!(page.contains(r#"aria-label="Sign-ups per day""#));
+    assert!(page.contains(&format!("<title>{today}: 4</title>")), "today's sign-ups, drawn: {page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
