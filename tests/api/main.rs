@@ -8,6 +8,7 @@ mod achievements;
 mod admin;
 mod assessments;
 mod auth;
+mod browser;
 mod catalog;
 mod console;
 mod contract;

@@ -7,6 +7,7 @@
 //! Whatever a test creates on those servers is removed when its owner is dropped, also when the
 //! test fails: an unwinding panic runs `Drop` like a normal return does.
 
+pub mod browser;
 pub mod catalog;
 pub mod clamd;
 pub mod live;
