@@ -2,6 +2,7 @@
 //! tokens read from the pages, redirects looked at one by one. The same flows in a real
 //! browser are in `browser`.
 
+mod browser;
 mod pages;
 mod session;
 
