@@ -31,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(export_course_progress))
 }
 
-fn csv_response(export: Export) -> Response {
+pub(crate) fn csv_response(export: Export) -> Response {
     let mut res = Response::new(Body::from_stream(export.body));
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));

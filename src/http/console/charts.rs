@@ -47,6 +47,8 @@ pub struct Column {
     pub height: u32,
     pub value: i64,
     pub date: String,
+    /// The date without its year, for the axis.
+    pub label: String,
     /// Every seventh day is labelled, so a month stays readable.
     pub labelled: bool,
 }
@@ -74,6 +76,7 @@ pub fn columns(days: &[(String, i64)]) -> Columns {
                 height,
                 value: *value,
                 date: date.clone(),
+                label: date.get(5..).unwrap_or(date).to_string(),
                 labelled: i % 7 == 0,
             }
         })

@@ -7,6 +7,7 @@
 mod assets;
 mod catalog;
 mod charts;
+mod exports;
 mod operations;
 mod overview;
 mod page;
@@ -54,6 +55,9 @@ pub fn router() -> Router<AppState> {
         .route("/admin/clients", get(operations::clients).post(operations::create_client))
         .route("/admin/clients/{id}/rotate", post(operations::rotate_client))
         .route("/admin/clients/{id}/revoke", post(operations::revoke_client))
+        .route("/admin/exports/users.csv", get(exports::users))
+        .route("/admin/exports/audit-log.csv", get(exports::audit_log))
+        .route("/admin/exports/course-progress.csv", get(exports::course_progress))
         .route("/admin/assets/{name}", get(assets::serve))
 }
 

@@ -52,10 +52,12 @@ struct AuditPage {
     rows: Vec<AuditRow>,
     next: Option<String>,
     first: Option<String>,
+    /// The filters as a query string, for the CSV download of the same entries.
+    filters: String,
 }
 
 /// A time as a browser's `datetime-local` field sends it (read as UTC), RFC 3339, or a date.
-fn moment(field: &str, value: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+pub(super) fn moment(field: &str, value: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -100,6 +102,7 @@ pub async fn audit(State(s): State<AppState>, admin: Admin, ApiQuery(q): ApiQuer
         until: q.until.clone().unwrap_or_default(),
         next: entries.next_cursor.clone().map(|c| keep(Some(c))),
         first: q.cursor.is_some().then(|| keep(None)),
+        filters: keep(None),
         rows: entries
             .items
             .into_iter()

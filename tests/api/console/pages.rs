@@ -222,3 +222,38 @@ async fn courses_are_published_and_unpublished_and_the_audit_log_filters_by_acti
     let next = console.page("/admin/audit?action=course.update&since=2000-01-01T00:00").await;
     assert!(next.contains(r#"value="2000-01-01T00:00""#), "the filter keeps its state");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csv_exports_download_from_the_console_and_are_audited() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", "admin").await;
+    let world = catalog::world(&app, 1, 1).await;
+    let mut console = Console::new(&app);
+    let res = console.get("/admin/exports/users.csv").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed out: no file");
+
+    let mut console = Console::signed_in(&app, &admin.email).await;
+    let users = console.page("/admin/users").await;
+    assert!(users.contains(r#"href="/admin/exports/users.csv""#));
+    let res = console.get("/admin/exports/users.csv").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = res.text().await.unwrap();
+    assert!(csv.starts_with("id,email,display_name,role"), "{csv}");
+    assert!(csv.contains("student@example.com") && csv.contains("root@example.com"));
+
+    let course = console.page(&format!("/admin/courses/{}", world.course_id)).await;
+    assert!(course.contains("id=\"progress-csv\""));
+    let csv = console.get(&format!("/admin/exports/course-progress.csv?course_id={}", world.course_id)).await;
+    assert!(csv.text().await.unwrap().contains("student@example.com"));
+
+    let audit = console.page("/admin/audit?action=admin.export").await;
+    assert!(audit.contains(r#"href="/admin/exports/audit-log.csv?action=admin.export""#), "{audit}");
+    let csv = console
+        .get("/admin/exports/audit-log.csv?action=admin.export&since=2000-01-01T00:00")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.matches(",admin.export,").count(), 3, "each download is in the trail: {csv}");
+}

@@ -1,0 +1,75 @@
+//! The CSV exports as downloads from the console: the same service, audit row and streamed
+//! file as `/api/v1/admin/exports/*`, with the console's session instead of a bearer token.
+
+use axum::{extract::State, response::Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{operations::moment, session::Admin};
+use crate::{
+    admin::{AuditFilter, ExportKind},
+    http::{
+        admin_exports::csv_response,
+        extract::{ApiQuery, Ctx},
+        problem::{ApiError, ApiResult},
+    },
+    state::AppState,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFilter {}
+
+pub async fn users(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    admin: Admin,
+    ApiQuery(NoFilter {}): ApiQuery<NoFilter>,
+) -> ApiResult<Response> {
+    Ok(csv_response(s.admin.export(&ctx, &admin.principal, ExportKind::Users).await?))
+}
+
+/// The audit page's filters, as its form sends them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilterForm {
+    actor_id: Option<String>,
+    action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+pub async fn audit_log(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<AuditFilterForm>,
+) -> ApiResult<Response> {
+    let actor_id = match q.actor_id.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(Uuid::parse_str(a).map_err(|_| ApiError::field("actor_id", "must be a user id"))?),
+    };
+    let filter = AuditFilter {
+        actor_id,
+        action: q.action.filter(|a| !a.trim().is_empty()),
+        since: moment("since", q.since.as_deref())?,
+        until: moment("until", q.until.as_deref())?,
+    };
+    Ok(csv_response(s.admin.export(&ctx, &admin.principal, ExportKind::AuditLog(filter)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourseChoice {
+    course_id: Uuid,
+}
+
+pub async fn course_progress(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<CourseChoice>,
+) -> ApiResult<Response> {
+    let kind = ExportKind::CourseProgress { course_id: q.course_id };
+    Ok(csv_response(s.admin.export(&ctx, &admin.principal, kind).await?))
+}
