@@ -116,6 +116,10 @@ impl AssessmentService {
         Ok(ClientCreated { client_id: id, name: name.to_string(), client_secret: secret, created_at: now })
     }
 
+    pub async fn client(&self, id: Uuid) -> Result<ClientView, AssessError> {
+        Ok(integration_client::Entity::find_by_id(id).one(&self.db.conn).await?.ok_or(AssessError::NotFound)?.into())
+    }
+
     pub async fn list_clients(&self, page: PageRequest) -> Result<Page<ClientView>, AssessError> {
         let q = page.oldest_first(integration_client::Entity::find(), integration_client::Column::Id);
         let rows = q.all(&self.db.conn).await?;
@@ -146,16 +150,30 @@ impl AssessmentService {
     /// A new secret; the current one keeps working for the configured overlap so the tool can
     /// be redeployed without a failed delivery. A second rotation within the overlap ends the
     /// older secret at once (only one previous secret is kept).
+    ///
+    /// `seen_rotated_at`, when given, is the rotation time the caller last saw (`None` for
+    /// never): a form sent twice then rotates once, instead of ending the secret the first
+    /// answer showed.
     pub async fn rotate_client(
         &self,
         ctx: &RequestContext,
         admin: &Principal,
         id: Uuid,
+        seen_rotated_at: Option<Option<DateTime<Utc>>>,
     ) -> Result<ClientRotated, AssessError> {
         let txn = self.db.begin_write().await?;
         let c = integration_client::Entity::find_by_id(id).one(&*txn).await?.ok_or(AssessError::NotFound)?;
         if c.revoked_at.is_some() {
             return Err(AssessError::NotFound);
+        }
+        let micros = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_micros());
+        if let Some(seen) = seen_rotated_at
+            && micros(seen) != micros(c.rotated_at)
+        {
+            return Err(AssessError::Conflict(
+                "already-rotated",
+                "the secret was rotated since this page was shown; reload the list".into(),
+            ));
         }
         let secret = random_hex(32);
         let now = Utc::now();

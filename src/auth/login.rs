@@ -23,18 +23,19 @@ const FAILED_LOGIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 impl AuthService {
     pub async fn login(&self, ctx: &RequestContext, email: &str, password: &str) -> Result<TokenPair, AuthError> {
-        self.login_as(ctx, email, password, &[Role::Student, Role::Instructor, Role::Admin]).await
+        self.login_as(ctx, email, password, &[Role::Student, Role::Instructor, Role::Admin], self.refresh_ttl).await
     }
 
-    /// Signing in where only `roles` may enter (the admin console). Another role's right
-    /// password is refused like a wrong one, without starting a session; it is not counted
-    /// against the account, since whoever typed it knows the password.
+    /// Signing in where only `roles` may enter (the admin console), into a session that ends
+    /// `lasting` from now. Another role's right password is refused exactly like a wrong one
+    /// (counted, locked out, audited), without starting a session.
     pub async fn login_as(
         &self,
         ctx: &RequestContext,
         email: &str,
         password: &str,
         roles: &[Role],
+        lasting: std::time::Duration,
     ) -> Result<TokenPair, AuthError> {
         // Decided on the address as typed, before looking it up: known and unknown alike.
         let gate = self.throttle.gate(ctx, email).await;
@@ -50,14 +51,13 @@ impl AuthService {
         if let Some(u) = &found
             && ok
             && u.is_active
+            && roles.contains(&u.role)
         {
-            if !roles.contains(&u.role) {
-                return self.refuse_role(self.db.begin_write().await?, ctx, u).await;
-            }
-            return self.sign_in(self.db.begin_write().await?, ctx, u).await;
+            return self.sign_in(self.db.begin_write().await?, ctx, u, lasting).await;
         }
         self.throttle.failed(ctx, email).await;
         let refused = match &found {
+            Some(u) if ok && u.is_active => self.refuse_role(self.db.begin_write().await?, ctx, u).await,
             Some(u) => self.refuse_known(self.db.begin_write().await?, ctx, u, ok).await,
             None => self.refuse_unknown(self.db.begin_write().await?, ctx).await,
         };
@@ -79,7 +79,13 @@ impl AuthService {
         Err(AuthError::AccountLocked { retry_after_secs: retry })
     }
 
-    async fn sign_in(&self, txn: WriteTxn, ctx: &RequestContext, u: &user::Model) -> Result<TokenPair, AuthError> {
+    async fn sign_in(
+        &self,
+        txn: WriteTxn,
+        ctx: &RequestContext,
+        u: &user::Model,
+        lasting: std::time::Duration,
+    ) -> Result<TokenPair, AuthError> {
         if u.failed_login_count != 0 {
             user::Entity::update_many()
                 .col_expr(user::Column::FailedLoginCount, Expr::value(0))
@@ -89,7 +95,7 @@ impl AuthService {
                 .await?;
         }
         let new_device = self.is_new_device(&*txn, ctx, u.id).await?;
-        let pair = self.start_session(&*txn, ctx, u).await?;
+        let pair = self.start_session(&*txn, ctx, u, lasting).await?;
         if new_device {
             self.email.enqueue_for_user(&txn, u.id, Template::NewSignIn, new_sign_in_vars(ctx)).await?;
         }

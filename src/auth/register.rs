@@ -31,7 +31,7 @@ impl AuthService {
         let hash = self.hasher.hash(password).await?;
         let txn = self.db.begin_write().await?;
         let user = self.insert_user(&*txn, email.as_str(), display_name.as_str(), hash, Role::Student).await?;
-        let pair = self.start_session(&*txn, ctx, &user).await?;
+        let pair = self.start_session(&*txn, ctx, &user, self.refresh_ttl).await?;
         // Same transaction as the user row: the account and its welcome mail exist together.
         self.enqueue_verification(&txn, &user).await?;
         audit::record(&*txn, ctx, Event::new("auth.register", Some(user.id)).target("user", user.id)).await?;

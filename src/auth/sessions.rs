@@ -24,12 +24,14 @@ use crate::{
 };
 
 impl AuthService {
-    /// A new session for `user` (registration and sign-in) and its first token pair.
+    /// A new session for `user` (registration and sign-in) and its first token pair, ending
+    /// `lasting` from now however it is refreshed.
     pub(super) async fn start_session<C: ConnectionTrait>(
         &self,
         db: &C,
         ctx: &RequestContext,
         user: &user::Model,
+        lasting: std::time::Duration,
     ) -> Result<TokenPair, AuthError> {
         let now = Utc::now();
         let session_id = Uuid::now_v7();
@@ -38,7 +40,7 @@ impl AuthService {
             user_id: Set(user.id),
             created_at: Set(now),
             last_used_at: Set(now),
-            expires_at: Set(now + self.refresh_ttl),
+            expires_at: Set(now + lasting),
             revoked_at: Set(None),
             revoked_reason: Set(None),
             user_agent: Set(ctx.user_agent.clone()),
@@ -202,11 +204,19 @@ impl AuthService {
     /// Establishes who is calling from a session's refresh token held as a cookie (the admin
     /// console), without spending it: the same checks as [`Self::authenticate`], and the token
     /// must be the session's current one, so refreshing it elsewhere ends the cookie session.
-    pub async fn authenticate_refresh_token(&self, token: &str) -> Result<(Principal, DateTime<Utc>), AuthError> {
+    pub async fn authenticate_refresh_token(&self, token: &str) -> Result<Principal, AuthError> {
         let hash = tokens::hash_refresh_token(token);
         let row =
             refresh_token::Entity::find_by_id(hash).one(&self.db.conn).await?.ok_or(AuthError::Unauthenticated)?;
         if row.spent_at.is_some() {
+            // The cookie's token was traded at `/auth/refresh`, which the console never does:
+            // someone else holds it. Treated as a reused refresh token: the session ends.
+            if let Some(session) = session::Entity::find_by_id(row.session_id).one(&self.db.conn).await?
+                && session.revoked_at.is_none()
+            {
+                let ctx = RequestContext::default();
+                let _ = self.end_reused_session(self.db.begin_write().await?, &ctx, &session).await;
+            }
             return Err(AuthError::Unauthenticated);
         }
         let (session, user) = session::Entity::find_by_id(row.session_id)
@@ -218,7 +228,7 @@ impl AuthService {
         if session.revoked_at.is_some() || session.expires_at <= Utc::now() || !user.is_active {
             return Err(AuthError::Unauthenticated);
         }
-        Ok((Principal { user_id: user.id, session_id: session.id, role: user.role }, session.created_at))
+        Ok(Principal { user_id: user.id, session_id: session.id, role: user.role })
     }
 
     pub async fn list_sessions(&self, p: &Principal, page: PageRequest) -> Result<Page<SessionView>, AuthError> {

@@ -181,5 +181,5 @@ async fn rotate_client(
     PathId(id): PathId,
 ) -> ApiResult<Json<ClientRotated>> {
     let p = auth.require(&[Role::Admin])?;
-    Ok(Json(s.assessments.rotate_client(&ctx, p, id).await?))
+    Ok(Json(s.assessments.rotate_client(&ctx, p, id, None).await?))
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     charts::{self, Bars},
-    page::{self, Chrome, Confirm, html, when},
+    page::{self, Chrome, Confirm, Notice, html, when},
     see_other,
     session::{Admin, AdminForm},
 };
@@ -72,12 +72,6 @@ pub async fn courses(
     Ok(html(StatusCode::OK, &page))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Notice {
-    notice: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "admin/course.html")]
 struct CoursePage {
@@ -129,17 +123,14 @@ pub async fn set_published(
     PathId(id): PathId,
     AdminForm { admin, form }: AdminForm<PublishForm>,
 ) -> ApiResult<Response> {
-    if !form.published && form.confirm.as_deref() != Some("yes") {
+    if !form.published && !page::confirmed(&form.confirm) {
         let course = s.catalog.get_course(&admin.principal, id).await?;
-        let page = Confirm {
-            chrome: Chrome::new(&admin, "courses", None),
-            question: format!("Unpublish “{}”? Students no longer see it in the catalog.", course.title),
-            action: format!("/admin/courses/{id}/published"),
-            button: "Unpublish",
-            back: format!("/admin/courses/{id}"),
-            fields: vec![("published".into(), "false".into())],
-        };
-        return Ok(html(StatusCode::OK, &page));
+        let question = format!("Unpublish “{}”? Students no longer see it in the catalog.", course.title);
+        let ask = Confirm::ask(&admin, "courses", question, format!("/admin/courses/{id}/published"), "Unpublish");
+        return Ok(ask
+            .back_to(format!("/admin/courses/{id}"))
+            .resending(vec![("published".into(), "false".into())])
+            .show());
     }
     let patch = CoursePatch { published: Some(form.published), ..CoursePatch::default() };
     s.catalog.update_course(&ctx, &admin.principal, id, patch).await?;

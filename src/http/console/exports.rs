@@ -1,11 +1,18 @@
 //! The CSV exports as downloads from the console: the same service, audit row and streamed
 //! file as `/api/v1/admin/exports/*`, with the console's session instead of a bearer token.
 
-use axum::{extract::State, response::Response};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{operations::moment, session::Admin};
+use super::{
+    operations::moment,
+    session::{Admin, cross_site},
+};
 use crate::{
     admin::{AuditFilter, ExportKind},
     http::{
@@ -16,6 +23,15 @@ use crate::{
     state::AppState,
 };
 
+/// A download writes an audit row, so only a page of the console may start one: a link or
+/// image on another host of the same site (which `SameSite` lets through) may not.
+fn from_the_console(headers: &HeaderMap) -> ApiResult<()> {
+    if cross_site(headers) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "start the download from the console's page"));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoFilter {}
@@ -24,8 +40,10 @@ pub async fn users(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     admin: Admin,
+    headers: HeaderMap,
     ApiQuery(NoFilter {}): ApiQuery<NoFilter>,
 ) -> ApiResult<Response> {
+    from_the_console(&headers)?;
     Ok(csv_response(s.admin.export(&ctx, &admin.principal, ExportKind::Users).await?))
 }
 
@@ -43,8 +61,10 @@ pub async fn audit_log(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     admin: Admin,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<AuditFilterForm>,
 ) -> ApiResult<Response> {
+    from_the_console(&headers)?;
     let actor_id = match q.actor_id.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         None => None,
         Some(a) => Some(Uuid::parse_str(a).map_err(|_| ApiError::field("actor_id", "must be a user id"))?),
@@ -68,8 +88,10 @@ pub async fn course_progress(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     admin: Admin,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<CourseChoice>,
 ) -> ApiResult<Response> {
+    from_the_console(&headers)?;
     let kind = ExportKind::CourseProgress { course_id: q.course_id };
     Ok(csv_response(s.admin.export(&ctx, &admin.principal, kind).await?))
 }

@@ -106,10 +106,11 @@ pub async fn html_errors(req: Request, next: Next) -> Response {
                 .collect()
         })
         .unwrap_or_default();
-    let mut page = page::error_page(status, &detail, &fields);
+    let request_id = problem.as_ref().and_then(|p| p.get("request_id")).and_then(|r| r.as_str()).unwrap_or_default();
+    let mut page = page::error_page(status, &detail, &fields, request_id);
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            page.headers_mut().insert(name.clone(), value.clone());
+            page.headers_mut().append(name.clone(), value.clone());
         }
     }
     page

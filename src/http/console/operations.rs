@@ -7,7 +7,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    page::{self, Chrome, Confirm, html, when},
+    page::{self, Chrome, Confirm, ConfirmOnly, html, when},
     see_other,
     session::{Admin, AdminForm},
 };
@@ -161,15 +161,11 @@ pub async fn emails(State(s): State<AppState>, admin: Admin, ApiQuery(q): ApiQue
     Ok(html(StatusCode::OK, &page))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
-
 pub async fn retry_email(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     PathId(id): PathId,
-    AdminForm { admin, .. }: AdminForm<Empty>,
+    AdminForm { admin, .. }: AdminForm<page::NoFields>,
 ) -> ApiResult<Response> {
     s.email.retry(&ctx, &admin.principal, id).await?;
     Ok(see_other("/admin/emails?status=failed&notice=email-retried"))
@@ -252,37 +248,41 @@ pub async fn create_client(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfirmOnly {
+pub struct RotateForm {
     confirm: Option<String>,
-}
-
-fn confirm_client(admin: &Admin, question: String, action: String, button: &'static str) -> Response {
-    let page = Confirm {
-        chrome: Chrome::new(admin, "clients", None),
-        question,
-        action,
-        button,
-        back: "/admin/clients".into(),
-        fields: vec![],
-    };
-    html(StatusCode::OK, &page)
+    /// When the secret was last rotated as the confirmation page saw it (microseconds since
+    /// the epoch; empty for never), so that sending the form twice rotates once.
+    rotated: Option<String>,
 }
 
 pub async fn rotate_client(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     PathId(id): PathId,
-    AdminForm { admin, form }: AdminForm<ConfirmOnly>,
+    AdminForm { admin, form }: AdminForm<RotateForm>,
 ) -> ApiResult<Response> {
-    if form.confirm.as_deref() != Some("yes") {
-        let question =
-            "Make a new secret for this client? The current one keeps working for the overlap period, then stops.";
-        return Ok(confirm_client(&admin, question.into(), format!("/admin/clients/{id}/rotate"), "Rotate secret"));
+    let client = s.assessments.client(id).await?;
+    if !page::confirmed(&form.confirm) {
+        let question = format!(
+            "Make a new secret for “{}”? The current one keeps working for the overlap period, then stops.",
+            client.name
+        );
+        let seen = client.rotated_at.map(|t| t.timestamp_micros().to_string()).unwrap_or_default();
+        let ask = Confirm::ask(&admin, "clients", question, format!("/admin/clients/{id}/rotate"), "Rotate secret");
+        return Ok(ask.resending(vec![("rotated".into(), seen)]).show());
     }
-    let rotated = s.assessments.rotate_client(&ctx, &admin.principal, id).await?;
+    let seen = match form.rotated.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(
+            r.parse::<i64>()
+                .ok()
+                .and_then(DateTime::<Utc>::from_timestamp_micros)
+                .ok_or_else(|| ApiError::field("rotated", "must be the time the page showed"))?,
+        ),
+    };
+    let rotated = s.assessments.rotate_client(&ctx, &admin.principal, id, Some(seen)).await?;
     let mut page = clients_page(&s, &admin, None, None).await?;
-    let name = page.clients.iter().find(|c| c.id == id).map(|c| c.name.clone()).unwrap_or_default();
-    page.secret = Some((name, rotated.client_secret));
+    page.secret = Some((client.name, rotated.client_secret));
     Ok(html(StatusCode::OK, &page))
 }
 
@@ -292,9 +292,12 @@ pub async fn revoke_client(
     PathId(id): PathId,
     AdminForm { admin, form }: AdminForm<ConfirmOnly>,
 ) -> ApiResult<Response> {
-    if form.confirm.as_deref() != Some("yes") {
-        let question = "Revoke this client? Its signed calls are refused from now on; this cannot be undone.";
-        return Ok(confirm_client(&admin, question.into(), format!("/admin/clients/{id}/revoke"), "Revoke"));
+    if !form.confirmed() {
+        let client = s.assessments.client(id).await?;
+        let question =
+            format!("Revoke “{}”? Its signed calls are refused from now on; this cannot be undone.", client.name);
+        let action = format!("/admin/clients/{id}/revoke");
+        return Ok(Confirm::ask(&admin, "clients", question, action, "Revoke").show());
     }
     s.assessments.revoke_client(&ctx, &admin.principal, id).await?;
     Ok(see_other("/admin/clients?notice=client-revoked"))

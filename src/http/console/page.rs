@@ -82,11 +82,12 @@ struct ErrorPage<'a> {
     reason: &'a str,
     detail: &'a str,
     fields: &'a [(String, String)],
+    request_id: &'a str,
 }
 
-pub fn error_page(status: StatusCode, detail: &str, fields: &[(String, String)]) -> Response {
+pub fn error_page(status: StatusCode, detail: &str, fields: &[(String, String)], request_id: &str) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
-    html(status, &ErrorPage { status: status.as_u16(), reason, detail, fields })
+    html(status, &ErrorPage { status: status.as_u16(), reason, detail, fields, request_id })
 }
 
 /// The step before a destructive action: the same form again, with `confirm=yes`.
@@ -100,6 +101,63 @@ pub struct Confirm {
     pub back: String,
     /// The form's other fields, sent again unchanged.
     pub fields: Vec<(String, String)>,
+}
+
+impl Confirm {
+    /// Asks `question` on `tab`; confirming posts the form to `action` again.
+    pub fn ask(admin: &Admin, tab: &'static str, question: String, action: String, button: &'static str) -> Confirm {
+        Confirm {
+            chrome: Chrome::new(admin, tab, None),
+            question,
+            action,
+            button,
+            back: format!("/admin/{tab}"),
+            fields: vec![],
+        }
+    }
+
+    pub fn back_to(mut self, back: String) -> Confirm {
+        self.back = back;
+        self
+    }
+
+    pub fn resending(mut self, fields: Vec<(String, String)>) -> Confirm {
+        self.fields = fields;
+        self
+    }
+
+    pub fn show(self) -> Response {
+        html(StatusCode::OK, &self)
+    }
+}
+
+/// A page's query string when only a redirect's notice can be in it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notice {
+    pub notice: Option<String>,
+}
+
+/// A form with no field of its own (only its CSRF token).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+/// A form whose only field is the answer of the confirmation step.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmOnly {
+    pub confirm: Option<String>,
+}
+
+impl ConfirmOnly {
+    pub fn confirmed(&self) -> bool {
+        confirmed(&self.confirm)
+    }
+}
+
+pub fn confirmed(answer: &Option<String>) -> bool {
+    answer.as_deref() == Some("yes")
 }
 
 /// Dates as an admin reads them; every time the console shows is UTC.

@@ -13,7 +13,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use chrono::Utc;
 use serde::{Deserialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -31,9 +30,11 @@ use crate::{
 
 const SESSION_COOKIE: &str = "cifix_console";
 const SIGN_IN_COOKIE: &str = "cifix_console_sign_in";
-/// A console session ends this long after sign-in, however active: an admin's browser left
-/// open is not a standing key to the platform.
+/// A console session (its row, so also its refresh token at the API) ends this long after
+/// sign-in, however active: an admin's browser left open is not a standing key to the platform.
 const SESSION_HOURS: i64 = 12;
+/// An email and a password fit in far less; a larger sign-in form is not a person's.
+const SIGN_IN_FORM_LIMIT: usize = 8 * 1024;
 
 /// A signed-in admin, for a console page.
 pub struct Admin {
@@ -49,23 +50,35 @@ impl FromRequestParts<AppState> for Admin {
         let to_sign_in = || {
             let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(super::ROOT);
             let target = if parts.method == Method::GET { next } else { super::ROOT };
-            see_other(&format!("/admin/sign-in?{}", page::query(&[("next", Some(target.to_string()))])))
+            let to = format!("/admin/sign-in?{}", page::query(&[("next", Some(target.to_string()))]));
+            if parts.headers.contains_key("hx-request") {
+                // htmx would follow a redirect and swap the sign-in page into a table; this
+                // makes it load the sign-in page instead.
+                let mut res = StatusCode::NO_CONTENT.into_response();
+                if let Ok(v) = HeaderValue::from_str(&to) {
+                    res.headers_mut().insert("hx-redirect", v);
+                }
+                return res;
+            }
+            see_other(&to)
         };
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
-            return Err(to_sign_in());
-        };
-        let (principal, started) = match state.auth.authenticate_refresh_token(&token).await {
-            Ok(found) => found,
-            Err(AuthError::Unauthenticated) => return Err(to_sign_in()),
-            Err(e) => return Err(ApiError::from(e).into_response()),
-        };
-        if principal.role != Role::Admin || started + chrono::Duration::hours(SESSION_HOURS) <= Utc::now() {
-            return Err(to_sign_in());
+        // Every cookie of that name is tried: another host of the same site may have planted
+        // one that the browser sends first.
+        for token in cookies(&parts.headers, SESSION_COOKIE).into_iter().take(3) {
+            let principal = match state.auth.authenticate_refresh_token(&token).await {
+                Ok(principal) => principal,
+                Err(AuthError::Unauthenticated) => continue,
+                Err(e) => return Err(ApiError::from(e).into_response()),
+            };
+            if principal.role != Role::Admin {
+                break;
+            }
+            if let Some(slot) = parts.extensions.get::<crate::http::extract::UserSlot>() {
+                let _ = slot.0.set(principal.user_id);
+            }
+            return Ok(Admin { principal, csrf: csrf_for(&token), token });
         }
-        if let Some(slot) = parts.extensions.get::<crate::http::extract::UserSlot>() {
-            let _ = slot.0.set(principal.user_id);
-        }
-        Ok(Admin { principal, csrf: csrf_for(&token), token })
+        Err(to_sign_in())
     }
 }
 
@@ -81,7 +94,7 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 /// A browser says when another site started a request; such a request changes nothing here,
 /// whatever it carries.
-fn cross_site(headers: &HeaderMap) -> bool {
+pub fn cross_site(headers: &HeaderMap) -> bool {
     headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -135,16 +148,16 @@ fn split_csrf(body: &[u8]) -> (Option<String>, String) {
     (csrf, rest.finish())
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookies(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(|(k, v)| *k == name && !v.is_empty())
         .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 fn set_cookie(res: &mut Response, state: &AppState, name: &str, value: &str, path: &str, max_age_secs: i64) {
@@ -155,12 +168,23 @@ fn set_cookie(res: &mut Response, state: &AppState, name: &str, value: &str, pat
     }
 }
 
-/// Only a path inside the console: `next` comes from the address bar.
+/// Only a page of the console: `next` comes from the address bar. No dot segment (which a
+/// browser resolves out of `/admin`), no escape that could hide one, no download (which would
+/// start by itself after signing in).
 fn safe_next(next: Option<&str>) -> &str {
+    let inside = |n: &str| {
+        let path = n.split('?').next().unwrap_or_default();
+        super::is_console(n)
+            && !n.contains("//")
+            && !n.contains('\\')
+            && !path.contains("/.")
+            && !path.contains('%')
+            && !n.chars().any(char::is_control)
+            && !n.starts_with("/admin/sign-")
+            && !n.starts_with("/admin/exports/")
+    };
     match next {
-        Some(n) if super::is_console(n) && !n.contains("//") && !n.contains('\\') && !n.starts_with("/admin/sign-") => {
-            n
-        }
+        Some(n) if inside(n) => n,
         _ => super::ROOT,
     }
 }
@@ -207,21 +231,27 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
-pub async fn sign_in(State(state): State<AppState>, Ctx(ctx): Ctx, headers: HeaderMap, body: String) -> Response {
+pub async fn sign_in(State(state): State<AppState>, Ctx(ctx): Ctx, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     if cross_site(&headers) {
         return forbidden("this request came from another site");
     }
-    let form: SignInForm = match parse_query(&body) {
+    let Ok(body) = axum::body::to_bytes(body, SIGN_IN_FORM_LIMIT).await else {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the form is too large")
+            .into_response();
+    };
+    let form: SignInForm = match parse_query(&String::from_utf8_lossy(&body)) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
     let next = safe_next(form.next.as_deref()).to_string();
-    let expected = cookie(&headers, SIGN_IN_COOKIE);
-    if !expected.is_some_and(|c| same_secret(&c, &form.csrf)) {
+    if !cookies(&headers, SIGN_IN_COOKIE).iter().any(|c| same_secret(c, &form.csrf)) {
         let error = "The sign-in form expired. Please try again.";
         return sign_in_page(&state, StatusCode::FORBIDDEN, &next, &form.email, Some(error));
     }
-    match state.auth.login_as(&ctx, &form.email, &form.password, &[Role::Admin]).await {
+    let lasting = std::time::Duration::from_secs(SESSION_HOURS as u64 * 3600);
+    match state.auth.login_as(&ctx, &form.email, &form.password, &[Role::Admin], lasting).await {
         Ok(pair) => {
             let mut res = see_other(&next);
             set_cookie(&mut res, &state, SESSION_COOKIE, &pair.refresh_token, super::ROOT, SESSION_HOURS * 3600);
@@ -243,11 +273,7 @@ pub async fn sign_in(State(state): State<AppState>, Ctx(ctx): Ctx, headers: Head
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Nothing {}
-
-pub async fn sign_out(State(state): State<AppState>, Ctx(ctx): Ctx, form: AdminForm<Nothing>) -> Response {
+pub async fn sign_out(State(state): State<AppState>, Ctx(ctx): Ctx, form: AdminForm<page::NoFields>) -> Response {
     if let Err(e) = state.auth.logout(&ctx, &form.admin.token).await {
         return ApiError::from(e).into_response();
     }
@@ -263,9 +289,19 @@ mod tests {
     #[test]
     fn next_stays_inside_the_console() {
         assert_eq!(safe_next(Some("/admin/users?role=student")), "/admin/users?role=student");
-        for hostile in
-            ["https://evil.example/", "//evil.example", "/admin//evil", "/api/v1/me", "/admin\\x", "/admin/sign-out"]
-        {
+        assert_eq!(safe_next(Some("/admin/users?q=ann%40x.org")), "/admin/users?q=ann%40x.org");
+        for hostile in [
+            "https://evil.example/",
+            "//evil.example",
+            "/admin//evil",
+            "/api/v1/me",
+            "/admin\\x",
+            "/admin/sign-out",
+            "/admin/../api/docs",
+            "/admin/%2e%2e/api/docs",
+            "/admin/exports/users.csv",
+            "/admin/users\n",
+        ] {
             assert_eq!(safe_next(Some(hostile)), "/admin", "{hostile}");
         }
         assert_eq!(safe_next(None), "/admin");

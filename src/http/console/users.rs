@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    page::{self, Chrome, Confirm, html, when},
+    page::{self, Chrome, Confirm, ConfirmOnly, Notice, html, when},
     see_other,
     session::{Admin, AdminForm},
 };
@@ -71,12 +71,6 @@ pub async fn list(State(s): State<AppState>, admin: Admin, ApiQuery(f): ApiQuery
     Ok(html(StatusCode::OK, &page))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Notice {
-    notice: Option<String>,
-}
-
 #[derive(Template)]
 #[template(path = "admin/user.html")]
 struct UserPage {
@@ -121,7 +115,7 @@ pub async fn change_role(
 ) -> ApiResult<Response> {
     let role =
         role_of(Some(&form.role))?.ok_or_else(|| crate::http::problem::ApiError::field("role", "choose a role"))?;
-    if form.confirm.as_deref() != Some("yes") {
+    if !page::confirmed(&form.confirm) {
         let user = s.admin.user(id).await?;
         return Ok(confirm(
             &admin,
@@ -149,7 +143,7 @@ pub async fn set_active(
     PathId(id): PathId,
     AdminForm { admin, form }: AdminForm<ActiveForm>,
 ) -> ApiResult<Response> {
-    if !form.active && form.confirm.as_deref() != Some("yes") {
+    if !form.active && !page::confirmed(&form.confirm) {
         let user = s.admin.user(id).await?;
         return Ok(confirm(
             &admin,
@@ -164,19 +158,13 @@ pub async fn set_active(
     Ok(back_to(id, if form.active { "activated" } else { "deactivated" }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfirmOnly {
-    confirm: Option<String>,
-}
-
 pub async fn end_sessions(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
     PathId(id): PathId,
     AdminForm { admin, form }: AdminForm<ConfirmOnly>,
 ) -> ApiResult<Response> {
-    if form.confirm.as_deref() != Some("yes") {
+    if !form.confirmed() {
         let user = s.admin.user(id).await?;
         return Ok(confirm(
             &admin,
@@ -209,13 +197,8 @@ fn confirm(
     id: Uuid,
     fields: Vec<(String, String)>,
 ) -> Response {
-    let page = Confirm {
-        chrome: Chrome::new(admin, "users", None),
-        question,
-        action,
-        button,
-        back: format!("/admin/users/{id}"),
-        fields,
-    };
-    html(StatusCode::OK, &page)
+    Confirm::ask(admin, "users", question, action, button)
+        .back_to(format!("/admin/users/{id}"))
+        .resending(fields)
+        .show()
 }

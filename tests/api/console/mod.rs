@@ -59,7 +59,15 @@ impl<'a> Console<'a> {
     }
 
     pub async fn get(&mut self, path: &str) -> reqwest::Response {
-        let res = self.client.get(self.url(path)).header(header::COOKIE, self.cookie_header()).send().await.unwrap();
+        self.get_with(path, &[]).await
+    }
+
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path)).header(header::COOKIE, self.cookie_header());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
         self.remember(&res);
         res
     }

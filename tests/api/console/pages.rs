@@ -183,8 +183,14 @@ async fn an_integration_secret_is_shown_once_and_a_bad_name_is_shown_by_its_fiel
     assert!(rotated.len() >= 32 && rotated != secret, "a new secret, shown once");
     let clients = app.get_json("/admin/integrations/clients", Some(&admin.token)).await;
     assert!(clients["items"][0]["rotated_at"].is_string());
+    // The confirmation sent a second time (a reload) does not end the secret just shown.
+    let ask = console.submit(&format!("/admin/clients/{id}/rotate"), &[]).await.text().await.unwrap();
+    let seen = super::hidden(&ask, "rotated").unwrap();
+    let fields = [("confirm", "yes"), ("rotated", seen.as_str())];
+    assert_eq!(console.submit(&format!("/admin/clients/{id}/rotate"), &fields).await.status(), StatusCode::OK);
+    assert_eq!(console.submit(&format!("/admin/clients/{id}/rotate"), &fields).await.status(), StatusCode::CONFLICT);
     let res = console.submit(&format!("/admin/clients/{id}/revoke"), &[]).await;
-    assert!(res.text().await.unwrap().contains("Revoke this client?"));
+    assert!(res.text().await.unwrap().contains("Revoke “Streamlit (prod)”?"));
     let res = console.submit(&format!("/admin/clients/{id}/revoke"), &[("confirm", "yes")]).await;
     assert_eq!(location(&res), "/admin/clients?notice=client-revoked");
     let clients = app.get_json("/admin/integrations/clients", Some(&admin.token)).await;
@@ -246,6 +252,9 @@ async fn the_csv_exports_download_from_the_console_and_are_audited() {
     assert!(course.contains("id=\"progress-csv\""));
     let csv = console.get(&format!("/admin/exports/course-progress.csv?course_id={}", world.course_id)).await;
     assert!(csv.text().await.unwrap().contains("student@example.com"));
+
+    let res = console.get_with("/admin/exports/users.csv", &[("sec-fetch-site", "same-site")]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "another host of the site may not start a download");
 
     let audit = console.page("/admin/audit?action=admin.export").await;
     assert!(audit.contains(r#"href="/admin/exports/audit-log.csv?action=admin.export""#), "{audit}");

@@ -198,3 +198,30 @@ async fn console_pages_carry_the_strict_policy_and_errors_are_pages() {
     let res = app.get("/admin/users/not-a-uuid", Some(&admin.token)).await;
     assert!(res.headers().get(header::CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("application/problem+json"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_cookie_traded_at_the_api_ends_the_session_for_both() {
+    let app = TestApp::spawn().await;
+    let admin = app.user("root", "admin").await;
+    let mut console = Console::signed_in(&app, &admin.email).await;
+    let cookie = console.cookie("cifix_console").unwrap().to_string();
+
+    let pair =
+        expect(app.post("/auth/refresh", None, serde_json::json!({"refresh_token": cookie})).await, StatusCode::OK)
+            .await;
+    assert_eq!(console.get("/admin").await.status(), StatusCode::SEE_OTHER, "the console's token was spent elsewhere");
+    problem(app.get("/me", Some(&access(&pair))).await, StatusCode::UNAUTHORIZED).await;
+    let refreshed = serde_json::json!({"refresh_token": pair["refresh_token"]});
+    problem(app.post("/auth/refresh", None, refreshed).await, StatusCode::UNAUTHORIZED).await;
+    let reuse = "SELECT COUNT(*) FROM audit_log WHERE action = 'auth.refresh_reuse_detected'";
+    assert_eq!(app.count(reuse).await, 1, "read as a stolen token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_sends_htmx_to_the_sign_in_page_instead_of_swapping_it_in() {
+    let app = TestApp::spawn().await;
+    let mut console = Console::new(&app);
+    let res = console.get_with("/admin/users?q=a", &[("hx-request", "true")]).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.headers()["hx-redirect"], "/admin/sign-in?next=%2Fadmin%2Fusers%3Fq%3Da");
+}
