@@ -276,9 +276,16 @@ impl Config {
                 positive("CIFIX_REFRESH_TOKEN_TTL_DAYS", parse(&var, "CIFIX_REFRESH_TOKEN_TTL_DAYS", 30)?)? * 86_400,
             ),
             bcrypt_cost,
+            // One hash per core the process may really use (std reads the cgroup CPU quota and
+            // the affinity mask): more would only time-share the cores, so every sign-in in the
+            // batch would take that many times as long. The rest wait in the semaphore's FIFO.
             max_concurrent_hashes: positive(
                 "CIFIX_MAX_CONCURRENT_HASHES",
-                parse(&var, "CIFIX_MAX_CONCURRENT_HASHES", 4)?,
+                parse(
+                    &var,
+                    "CIFIX_MAX_CONCURRENT_HASHES",
+                    std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
+                )?,
             )? as usize,
             cors_origins,
             trusted_proxies,
@@ -397,6 +404,9 @@ mod tests {
         assert!(c.cors_origins.is_empty());
         assert_eq!(c.bcrypt_cost, 10);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(c.max_concurrent_hashes, cores, "one hash per usable core");
+        assert_eq!(cfg(&[("CIFIX_MAX_CONCURRENT_HASHES", "3")]).unwrap().max_concurrent_hashes, 3);
     }
 
     #[test]
