@@ -14,12 +14,17 @@ use crate::{
 
 impl AuthService {
     /// Ends every session of `user_id` (and its live connections); returns how many ended.
+    /// Not the admin's own: like demoting oneself, it would end the session doing it, and
+    /// signing out everywhere has its own door.
     pub async fn end_sessions_of(
         &self,
         ctx: &RequestContext,
         admin: &Principal,
         user_id: Uuid,
     ) -> Result<u64, AuthError> {
+        if user_id == admin.user_id {
+            return Err(super::invalid("id", "to end your own sessions, sign out everywhere (POST /auth/logout-all)"));
+        }
         let txn = self.db.begin_write().await?;
         user::Entity::find_by_id(user_id).one(&*txn).await?.ok_or(AuthError::NotFound)?;
         let n = self.revoke_where(&*txn, session::Column::UserId.eq(user_id), "ended_by_admin").await?;

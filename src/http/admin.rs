@@ -194,9 +194,10 @@ async fn audit_log(
     Ok(Json(s.admin.audit_log(filter, page).await?))
 }
 
-/// End every session of a user at once (their tokens and live connections stop working).
+/// End every session of another user at once (their tokens and live connections stop working);
+/// one's own is 422 (`POST /auth/logout-all` does that).
 #[utoipa::path(post, path = "/admin/users/{id}/logout-all", tag = "admin", params(("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn end_user_sessions(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,

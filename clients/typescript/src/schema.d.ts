@@ -302,7 +302,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** End every session of a user at once (their tokens and live connections stop working). */
+        /**
+         * End every session of another user at once (their tokens and live connections stop working);
+         *     one's own is 422 (`POST /auth/logout-all` does that).
+         */
         post: operations["end_user_sessions"];
         delete?: never;
         options?: never;

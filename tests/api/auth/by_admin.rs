@@ -31,6 +31,11 @@ async fn an_admin_ends_every_session_of_a_user_and_nobody_else_can() {
     assert_eq!(audit["items"][0]["target_id"], kid.id.as_str());
     assert_eq!(audit["items"][0]["details"]["sessions"], 2);
 
+    let own = format!("/admin/users/{}/logout-all", admin.id);
+    let refused = problem(app.post(&own, Some(&admin.token), json!({})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(refused["errors"][0]["field"], "id");
+    expect(app.get("/me", Some(&admin.token)).await, StatusCode::OK).await;
+
     let unknown = format!("/admin/users/{}/logout-all", uuid::Uuid::new_v4());
     problem(app.post(&unknown, Some(&admin.token), json!({})).await, StatusCode::NOT_FOUND).await;
 }
