@@ -1,10 +1,12 @@
 """Schemathesis hooks for the CIFIX LEARN API: sign in as the account the run tests as.
 
-Every case signs in afresh (no cached token). The run's own calls end sessions (logout,
-logout-all, revoking a listed session), and Schemathesis' reactive re-login on 401 is not enough:
-once a replay of an operation answers 401 for any reason it stops re-logging for that operation,
-so a later stale token there reads as "valid data rejected". A session per case costs a cheap
-sign-in (bcrypt cost 4) and makes every 401 the run sees the server's judgement of the request.
+The run's own calls end sessions (logout, logout-all, revoking a listed session), so a token
+can die between the moment Schemathesis puts it on a case and the moment the case is sent or
+replayed (when it reproduces a failure, or steps through a stateful scenario). Every request
+that carries a token this hook issued is therefore sent with one signed in for it just before
+(`before_call` runs on every send, replays included); a request Schemathesis built without
+auth, or with a token of its own making, is left as it is. A sign-in is cheap (bcrypt cost 4),
+and every 401 the run sees is the server's judgement of the request that got it.
 """
 
 import json
@@ -14,18 +16,26 @@ import uuid
 
 import schemathesis
 
+ISSUED = set()
+
+
+def sign_in():
+    body = json.dumps({"email": os.environ["CIFIX_ST_EMAIL"], "password": os.environ["CIFIX_ST_PASSWORD"]})
+    request = urllib.request.Request(
+        os.environ["CIFIX_ST_BASE"] + "/api/v1/auth/login",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        token = json.load(response)["access_token"]
+    ISSUED.add(token)
+    return token
+
 
 @schemathesis.auth(refresh_interval=None)
 class SignIn:
     def get(self, case, ctx):
-        body = json.dumps({"email": os.environ["CIFIX_ST_EMAIL"], "password": os.environ["CIFIX_ST_PASSWORD"]})
-        request = urllib.request.Request(
-            os.environ["CIFIX_ST_BASE"] + "/api/v1/auth/login",
-            data=body.encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)["access_token"]
+        return sign_in()
 
     def set(self, case, data, ctx):
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
@@ -33,11 +43,15 @@ class SignIn:
 
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
-    """One Idempotency-Key per request, as a real client uses one per operation.
+    """A fresh token for a request that carries one of ours, and one Idempotency-Key per request.
 
     Generated keys repeat across different bodies, and the server rightly answers a key reused
     with another request with 422; that rule has its own tests in the suite.
     """
-    key = (case.headers or {}).get("Idempotency-Key")
+    headers = case.headers or {}
+    auth = headers.get("Authorization")
+    if isinstance(auth, str) and auth.startswith("Bearer ") and auth[len("Bearer "):] in ISSUED:
+        case.headers["Authorization"] = f"Bearer {sign_in()}"
+    key = headers.get("Idempotency-Key")
     if isinstance(key, str) and 1 <= len(key) <= 200 and all("!" <= c <= "~" for c in key):
         case.headers["Idempotency-Key"] = uuid.uuid4().hex
