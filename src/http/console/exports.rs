@@ -10,11 +10,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    operations::moment,
+    operations::audit_filter,
     session::{Admin, cross_site},
 };
 use crate::{
-    admin::{AuditFilter, ExportKind},
+    admin::ExportKind,
     http::{
         admin_exports::csv_response,
         extract::{ApiQuery, Ctx},
@@ -65,16 +65,7 @@ pub async fn audit_log(
     ApiQuery(q): ApiQuery<AuditFilterForm>,
 ) -> ApiResult<Response> {
     from_the_console(&headers)?;
-    let actor_id = match q.actor_id.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-        None => None,
-        Some(a) => Some(Uuid::parse_str(a).map_err(|_| ApiError::field("actor_id", "must be a user id"))?),
-    };
-    let filter = AuditFilter {
-        actor_id,
-        action: q.action.filter(|a| !a.trim().is_empty()),
-        since: moment("since", q.since.as_deref())?,
-        until: moment("until", q.until.as_deref())?,
-    };
+    let filter = audit_filter(q.actor_id.as_deref(), q.action.as_deref(), q.since.as_deref(), q.until.as_deref())?;
     Ok(csv_response(s.admin.export(&ctx, &admin.principal, ExportKind::AuditLog(filter)).await?))
 }
 

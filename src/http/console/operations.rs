@@ -57,7 +57,7 @@ struct AuditPage {
 }
 
 /// A time as a browser's `datetime-local` field sends it (read as UTC), RFC 3339, or a date.
-pub(super) fn moment(field: &str, value: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+fn moment(field: &str, value: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -71,17 +71,28 @@ pub(super) fn moment(field: &str, value: Option<&str>) -> ApiResult<Option<DateT
     parsed.map(Some).ok_or_else(|| ApiError::field(field, "must be a date and time like 2026-12-01T09:30"))
 }
 
-pub async fn audit(State(s): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Response> {
-    let actor_id = match q.actor_id.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+/// The audit page's filters as its form sends them (an empty field is no filter), for the
+/// page and for its CSV download alike.
+pub(super) fn audit_filter(
+    actor_id: Option<&str>,
+    action: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> ApiResult<AuditFilter> {
+    let actor_id = match actor_id.map(str::trim).filter(|a| !a.is_empty()) {
         None => None,
         Some(a) => Some(Uuid::parse_str(a).map_err(|_| ApiError::field("actor_id", "must be a user id"))?),
     };
-    let filter = AuditFilter {
+    Ok(AuditFilter {
         actor_id,
-        action: q.action.clone().filter(|a| !a.trim().is_empty()),
-        since: moment("since", q.since.as_deref())?,
-        until: moment("until", q.until.as_deref())?,
-    };
+        action: action.filter(|a| !a.trim().is_empty()).map(str::to_string),
+        since: moment("since", since)?,
+        until: moment("until", until)?,
+    })
+}
+
+pub async fn audit(State(s): State<AppState>, admin: Admin, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Response> {
+    let filter = audit_filter(q.actor_id.as_deref(), q.action.as_deref(), q.since.as_deref(), q.until.as_deref())?;
     let entries = s.admin.audit_log(filter, page_request(Some(PAGE_SIZE), q.cursor.as_deref())?).await?;
     let ids: Vec<Uuid> = entries.items.iter().filter_map(|e| e.actor_id).collect();
     let names = s.admin.names(&ids).await?;
