@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -20,10 +20,8 @@ tokio::task_local! {
 #[derive(Clone)]
 pub struct Db {
     pub conn: DatabaseConnection,
-    /// SQLite allows one writer at a time and fails (rather than waits) when a read transaction
-    /// tries to upgrade while another writer holds the lock. Serialising our own write
-    /// transactions in-process avoids that; SQLite is single-instance by nature, so an
-    /// in-process lock is the whole story. PostgreSQL needs none.
+    /// SQLite allows one writer at a time. Our own write transactions queue here in order
+    /// rather than poll the file lock against each other; PostgreSQL needs none.
     sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
@@ -161,7 +159,15 @@ impl Db {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let txn = self.conn.begin().await?;
+        // IMMEDIATE takes SQLite's write lock at BEGIN, where the busy timeout applies. A
+        // deferred transaction that read first and then writes fails at once with
+        // SQLITE_BUSY if another process (the CLI, a second instance on the same file)
+        // committed in between. PostgreSQL ignores the option.
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = self.conn.begin_with_options(options).await?;
         Ok(WriteTxn { txn, _guard: guard, after_commit: Default::default() })
     }
 

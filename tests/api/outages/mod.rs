@@ -7,6 +7,7 @@
 mod postgres;
 mod redis;
 mod rolling_restart;
+mod sqlite;
 
 use std::{
     collections::HashSet,
