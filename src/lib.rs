@@ -15,6 +15,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod email;
 pub mod entities;

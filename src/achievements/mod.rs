@@ -10,7 +10,7 @@ mod evaluate;
 pub use evaluate::{on_assessment_score, on_progress, on_project_approved};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, Iterable, QueryFilter};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, Iterable, JoinType, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -116,31 +116,24 @@ pub async fn catalog(db: &Db, page: PageRequest) -> Result<Page<AchievementView>
     Ok(Page::from_rows(rows, page, |a| a.id))
 }
 
-/// A student's awards, newest first (the cursor is the award's id).
+/// A student's awards, newest first (the cursor is the award's id), each with its rule: one
+/// statement.
 pub async fn awarded(db: &Db, user_id: Uuid, page: PageRequest) -> Result<Page<AwardView>, DbErr> {
+    let rule = user_achievement::Entity::belongs_to(achievement::Entity)
+        .from(user_achievement::Column::AchievementId)
+        .to(achievement::Column::Id)
+        .into();
     let q = page.newest_first(
         user_achievement::Entity::find().filter(user_achievement::Column::UserId.eq(user_id)),
         user_achievement::Column::Id,
     );
-    let awards = q.all(&db.conn).await?;
-    let ids: Vec<Uuid> = awards.iter().map(|a| a.achievement_id).collect();
-    let catalog: std::collections::HashMap<Uuid, achievement::Model> = if ids.is_empty() {
-        Default::default()
-    } else {
-        achievement::Entity::find()
-            .filter(achievement::Column::Id.is_in(ids))
-            .all(&db.conn)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect()
-    };
-    let rows: Vec<(Uuid, AwardView)> = awards
+    let rows: Vec<(Uuid, AwardView)> = q
+        .join(JoinType::InnerJoin, rule)
+        .select_also(achievement::Entity)
+        .all(&db.conn)
+        .await?
         .into_iter()
-        .filter_map(|ua| {
-            let a = catalog.get(&ua.achievement_id)?.clone();
-            Some((ua.id, AwardView { achievement: a.into(), awarded_at: ua.awarded_at }))
-        })
+        .filter_map(|(ua, a)| Some((ua.id, AwardView { achievement: a?.into(), awarded_at: ua.awarded_at })))
         .collect();
     let page = Page::from_rows(rows, page, |(id, _)| *id);
     Ok(Page { items: page.items.into_iter().map(|(_, a)| a).collect(), next_cursor: page.next_cursor })

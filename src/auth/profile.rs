@@ -1,4 +1,5 @@
-//! The signed-in user's own account: reading it, the display name, the password.
+//! The signed-in user's own account: the display name, the password (reading it is the
+//! session check's, see `AuthService::authenticate_user`).
 
 use chrono::Utc;
 use sea_orm::{
@@ -18,11 +19,6 @@ use crate::{
 };
 
 impl AuthService {
-    pub async fn me(&self, p: &Principal) -> Result<UserView, AuthError> {
-        let u = user::Entity::find_by_id(p.user_id).one(&self.db.conn).await?.ok_or(AuthError::NotFound)?;
-        Ok(UserView::from(&u))
-    }
-
     pub async fn update_profile(
         &self,
         ctx: &RequestContext,

@@ -180,6 +180,12 @@ impl AuthService {
     /// Establishes who is calling from an access token. The session and user rows are read on
     /// every request, so revocation, deactivation and role changes apply at once.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        Ok(self.authenticate_user(token).await?.0)
+    }
+
+    /// As [`Self::authenticate`], with the user's public view from the same row, so that a
+    /// request about the caller need not read it again.
+    pub async fn authenticate_user(&self, token: &str) -> Result<(Principal, UserView), AuthError> {
         let claims = self.keys.verify(token).map_err(|e| match e {
             InvalidToken::Expired => AuthError::AccessTokenExpired,
             InvalidToken::Invalid => AuthError::Unauthenticated,
@@ -198,7 +204,7 @@ impl AuthService {
         {
             return Err(AuthError::Unauthenticated);
         }
-        Ok(Principal { user_id: user.id, session_id: session.id, role: user.role })
+        Ok((Principal { user_id: user.id, session_id: session.id, role: user.role }, UserView::from(&user)))
     }
 
     /// Establishes who is calling from a session's refresh token held as a cookie (the admin

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::problem::{ApiError, FieldError};
 use crate::{
+    auth::UserView,
     kernel::context::{Principal, RequestContext, Role},
     kernel::pagination::PageRequest,
     state::AppState,
@@ -173,7 +174,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 pub struct UserSlot(pub Arc<OnceLock<Uuid>>);
 
 /// An authenticated caller. Missing, malformed, forged, expired and revoked tokens are all 401.
-pub struct Auth(pub Principal);
+pub struct Auth(pub Principal, UserView);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
@@ -183,18 +184,23 @@ impl FromRequestParts<AppState> for Auth {
                 true => ApiError::invalid_token(false),
                 false => ApiError::unauthorized(),
             })?;
-        let principal = match parts.extensions.get::<super::middleware::Authenticated>() {
-            Some(a) => a.0.clone(),
-            None => state.auth.authenticate(token).await?,
+        let (principal, user) = match parts.extensions.get::<super::middleware::Authenticated>() {
+            Some(a) => (a.0.clone(), a.1.clone()),
+            None => state.auth.authenticate_user(token).await?,
         };
         if let Some(slot) = parts.extensions.get::<UserSlot>() {
             let _ = slot.0.set(principal.user_id);
         }
-        Ok(Auth(principal))
+        Ok(Auth(principal, user))
     }
 }
 
 impl Auth {
+    /// The caller as they were when their session was checked, this request.
+    pub fn user(&self) -> &UserView {
+        &self.1
+    }
+
     pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
         // An endpoint a role may not use is answered like one that does not exist.
         if roles.contains(&self.0.role) { Ok(&self.0) } else { Err(ApiError::not_found()) }

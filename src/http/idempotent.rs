@@ -47,14 +47,14 @@ pub async fn idempotency(
     // A full session check, not just the signature: a revoked session must not read back
     // stored responses.
     let principal = match bearer_token(req.headers()) {
-        Some(t) => state.auth.authenticate(t).await.ok(),
+        Some(t) => state.auth.authenticate_user(t).await.ok(),
         None => None,
     };
-    let Some(principal) = principal else { return next.run(req).await };
+    let Some((principal, user)) = principal else { return next.run(req).await };
     let scope = principal.user_id.to_string();
     // The handler's `Auth` uses this instead of reading the same rows again.
     let mut req = req;
-    req.extensions_mut().insert(super::middleware::Authenticated(principal));
+    req.extensions_mut().insert(super::middleware::Authenticated(principal, user));
 
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, state.config.body_limit_bytes).await else {

@@ -138,7 +138,7 @@ pub struct ClientIp(pub IpAddr);
 /// A principal already established for this request by a layer that had to authenticate
 /// first (the Idempotency-Key scope). Only server code can put it there.
 #[derive(Clone)]
-pub struct Authenticated(pub crate::kernel::context::Principal);
+pub struct Authenticated(pub crate::kernel::context::Principal, pub crate::auth::UserView);
 
 /// Turns any bare error response (from the router or a tower layer: 404, 405, 408, 413…)
 /// into problem+json, so clients see one error shape whatever produced it.

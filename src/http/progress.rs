@@ -2,8 +2,8 @@
 //! `/me/progress*`, `/me/dashboard`, `/users/{id}/progress`.
 
 use axum::{Json, extract::State, http::StatusCode};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
@@ -11,10 +11,9 @@ use super::{
     problem::{ApiError, ApiResult, PathId, Problem},
 };
 use crate::{
-    assessments::paths::LearningPathView,
-    auth::UserView,
+    dashboard::{self, Dashboard},
     kernel::context::Role,
-    kernel::pagination::{Page, PageRequest},
+    kernel::pagination::Page,
     progress::{BatchResult, CourseProgress, EnrollmentView, LessonProgressResult, ProgressBatch, ProgressUpdate},
     state::AppState,
 };
@@ -103,21 +102,6 @@ pub struct DashboardParams {
     pub tz_offset_minutes: Option<i32>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Dashboard {
-    pub user: UserView,
-    /// Progress in the first 100 enrollments (all of them through `/me/progress`).
-    pub enrollments_progress: Vec<CourseProgress>,
-    /// Exactly what `GET /me/learning-path` returns: before the first assessment,
-    /// `generated_at` is null and `steps` empty.
-    pub learning_path: LearningPathView,
-    /// The five most recent awards.
-    pub recent_achievements: Vec<crate::achievements::AwardView>,
-    pub unread_notifications: u64,
-    /// Consecutive days with progress, up to today (or yesterday, if not yet today).
-    pub streak_days: u32,
-}
-
 /// Everything the student's home screen shows, in one request.
 #[utoipa::path(get, path = "/me/dashboard", tag = "progress", security(("bearer" = [])), params(DashboardParams),
     responses((status = 200, body = Dashboard), (status = 401, body = Problem), (status = 422, body = Problem)))]
@@ -130,24 +114,7 @@ async fn dashboard(
     if !(-840..=840).contains(&offset) {
         return Err(ApiError::field("tz_offset_minutes", "must be between -840 and 840"));
     }
-    let p = &auth.0;
-    let user = s.auth.me(p).await?;
-    let first = PageRequest { limit: 100, after: None };
-    let enrollments_progress = s.progress.course_progress(p.user_id, None, first).await?.items;
-    let streak_days = s.progress.streak_days(p.user_id, offset).await?;
-    let learning_path = s.assessments.learning_path(p, p.user_id).await?;
-    let recent_achievements =
-        crate::achievements::recent(&s.db, p.user_id, 5).await.map_err(ApiError::internal_error)?;
-    let unread_notifications =
-        crate::notifications::unread_count(&s.db, p.user_id).await.map_err(ApiError::internal_error)?;
-    Ok(Json(Dashboard {
-        user,
-        enrollments_progress,
-        learning_path,
-        recent_achievements,
-        unread_notifications,
-        streak_days,
-    }))
+    Ok(Json(dashboard::load(&s.db, &s.progress, auth.user().clone(), offset).await?))
 }
 
 /// A student's progress, for admins and for instructors of a course the student is enrolled in

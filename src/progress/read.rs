@@ -1,18 +1,19 @@
 //! The reads of progress: enrollments, per-course rollups with modules, streaks.
 
-use std::collections::HashMap;
-
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait, Order, Query, SelectStatement},
+};
 use uuid::Uuid;
 
 use super::{
     ProgressError, ProgressService,
-    access::completed_lessons,
-    model::{CourseProgress, EnrollmentView, ModuleRollup},
+    model::{CourseProgress, EnrollmentView, ModuleRollup, ProgressStatus},
 };
 use crate::{
     catalog::access::{in_courses_taught_by, teaches},
-    entities::{course, enrollment, lesson, module},
+    entities::{course, enrollment, lesson, lesson_progress, module},
     kernel::{
         context::{Principal, Role},
         facts::percent,
@@ -37,7 +38,8 @@ impl ProgressService {
 
     /// Per-course progress of `user_id`'s enrollments, optionally only in courses taught by
     /// `instructor`. Rollups are computed from the current outline on every read, so adding or
-    /// removing lessons is reflected at once.
+    /// removing lessons is reflected at once. One statement: the page of enrollments, each
+    /// joined to its course's outline and the student's completed lessons, in reading order.
     pub async fn course_progress(
         &self,
         user_id: Uuid,
@@ -45,80 +47,58 @@ impl ProgressService {
         page: PageRequest,
     ) -> Result<Page<CourseProgress>, ProgressError> {
         let db = &self.db.conn;
-        let mut q = page.oldest_first(
-            enrollment::Entity::find().filter(enrollment::Column::UserId.eq(user_id)),
+        let mut ids = page.oldest_first(
+            enrollment::Entity::find()
+                .select_only()
+                .column(enrollment::Column::Id)
+                .filter(enrollment::Column::UserId.eq(user_id)),
             enrollment::Column::Id,
         );
         if let Some(i) = instructor {
-            q = q.filter(in_courses_taught_by(i));
+            ids = ids.filter(in_courses_taught_by(i));
         }
-        let enrollments = q.all(db).await?;
-        // Only the page's courses are loaded; the extra "is there more" row is included, which
-        // costs a little and keeps the code simple.
-        let ids: Vec<Uuid> = enrollments.iter().map(|e| e.course_id).collect();
-        let (courses, modules, lessons, done) = if ids.is_empty() {
-            Default::default()
-        } else {
-            let courses: HashMap<Uuid, course::Model> = course::Entity::find()
-                .filter(course::Column::Id.is_in(ids.clone()))
-                .all(db)
-                .await?
-                .into_iter()
-                .map(|c| (c.id, c))
-                .collect();
-            let modules = module::Entity::find()
-                .filter(module::Column::CourseId.is_in(ids.clone()))
-                .order_by_asc(module::Column::CourseId)
-                .order_by_asc(module::Column::Position)
-                .all(db)
-                .await?;
-            let lessons = lesson::Entity::find()
-                .filter(lesson::Column::CourseId.is_in(ids.clone()))
-                .order_by_asc(lesson::Column::Position)
-                .all(db)
-                .await?;
-            let done = completed_lessons(db, user_id, &ids).await?;
-            (courses, modules, lessons, done)
-        };
-        let mut lessons_by_module: HashMap<Uuid, Vec<&lesson::Model>> = HashMap::new();
-        for l in &lessons {
-            lessons_by_module.entry(l.module_id).or_default().push(l);
+        let rows = db.query_all_raw(db.get_database_backend().build(&outline_of(ids.into_query()))).await?;
+        let mut items: Vec<(Uuid, CourseProgress)> = Vec::new();
+        for row in rows {
+            let r = OutlineRow::from_query_result(&row, "")?;
+            if items.last().is_none_or(|(id, _)| *id != r.enrollment_id) {
+                items.push((
+                    r.enrollment_id,
+                    CourseProgress {
+                        course_id: r.course_id,
+                        title: r.title.unwrap_or_default(),
+                        completed_lessons: 0,
+                        total_lessons: 0,
+                        percent: 0.0,
+                        next_lesson_id: None,
+                        completed_at: r.completed_at,
+                        enrolled_at: r.enrolled_at,
+                        modules: vec![],
+                    },
+                ));
+            }
+            let Some((_, out)) = items.last_mut() else { continue };
+            let Some(module_id) = r.module_id else { continue };
+            if out.modules.last().is_none_or(|m| m.module_id != module_id) {
+                out.modules.push(ModuleRollup { module_id, completed_lessons: 0, total_lessons: 0, percent: 0.0 });
+            }
+            let Some(lesson_id) = r.lesson_id else { continue };
+            let module = out.modules.last_mut().expect("pushed above");
+            module.total_lessons += 1;
+            out.total_lessons += 1;
+            if r.done != 0 {
+                module.completed_lessons += 1;
+                out.completed_lessons += 1;
+            } else if out.next_lesson_id.is_none() {
+                out.next_lesson_id = Some(lesson_id);
+            }
         }
-        let items = enrollments
-            .into_iter()
-            .map(|e| {
-                let mut out = CourseProgress {
-                    course_id: e.course_id,
-                    title: courses.get(&e.course_id).map(|c| c.title.clone()).unwrap_or_default(),
-                    completed_lessons: 0,
-                    total_lessons: 0,
-                    percent: 0.0,
-                    next_lesson_id: None,
-                    completed_at: e.completed_at,
-                    enrolled_at: e.enrolled_at,
-                    modules: vec![],
-                };
-                // `modules` is ordered by course then position, lessons by position: walking
-                // them in order visits the outline in reading order.
-                for m in modules.iter().filter(|m| m.course_id == e.course_id) {
-                    let ls = lessons_by_module.get(&m.id).map(Vec::as_slice).unwrap_or(&[]);
-                    let completed = ls.iter().filter(|l| done.contains(&l.id)).count() as u64;
-                    if out.next_lesson_id.is_none() {
-                        out.next_lesson_id = ls.iter().find(|l| !done.contains(&l.id)).map(|l| l.id);
-                    }
-                    out.completed_lessons += completed;
-                    out.total_lessons += ls.len() as u64;
-                    out.modules.push(ModuleRollup {
-                        module_id: m.id,
-                        completed_lessons: completed,
-                        total_lessons: ls.len() as u64,
-                        percent: percent(completed, ls.len() as u64),
-                    });
-                }
-                out.percent = percent(out.completed_lessons, out.total_lessons);
-                (e.id, out)
-            })
-            .collect::<Vec<_>>();
+        for (_, out) in &mut items {
+            for m in &mut out.modules {
+                m.percent = percent(m.completed_lessons, m.total_lessons);
+            }
+            out.percent = percent(out.completed_lessons, out.total_lessons);
+        }
         let page = Page::from_rows(items, page, |(id, _)| *id);
         Ok(Page { items: page.items.into_iter().map(|(_, c)| c).collect(), next_cursor: page.next_cursor })
     }
@@ -151,4 +131,49 @@ impl ProgressService {
     pub async fn streak_days(&self, user_id: Uuid, utc_offset_minutes: i32) -> Result<u32, ProgressError> {
         Ok(streak::streak_days(&self.db.conn, user_id, utc_offset_minutes, streak::MAX_STREAK_DAYS).await?)
     }
+}
+
+/// One lesson of an enrolled course's outline (or a bare enrollment or module, when the course
+/// has no modules or the module no lessons).
+#[derive(FromQueryResult)]
+struct OutlineRow {
+    enrollment_id: Uuid,
+    course_id: Uuid,
+    enrolled_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    title: Option<String>,
+    module_id: Option<Uuid>,
+    lesson_id: Option<Uuid>,
+    done: i32,
+}
+
+/// The enrollments `ids` selects, joined to their outlines in reading order.
+fn outline_of(ids: SelectStatement) -> SelectStatement {
+    let e = enrollment::Entity;
+    let (c, m, l, lp) = (course::Entity, module::Entity, lesson::Entity, lesson_progress::Entity);
+    let completed = Expr::col((lp, lesson_progress::Column::Status)).eq(ProgressStatus::Completed.as_str());
+    Query::select()
+        .expr_as(Expr::col((e, enrollment::Column::Id)), "enrollment_id")
+        .expr_as(Expr::col((e, enrollment::Column::CourseId)), "course_id")
+        .expr_as(Expr::col((e, enrollment::Column::EnrolledAt)), "enrolled_at")
+        .expr_as(Expr::col((e, enrollment::Column::CompletedAt)), "completed_at")
+        .expr_as(Expr::col((c, course::Column::Title)), "title")
+        .expr_as(Expr::col((m, module::Column::Id)), "module_id")
+        .expr_as(Expr::col((l, lesson::Column::Id)), "lesson_id")
+        .expr_as(Expr::case(completed, 1).finally(0), "done")
+        .from(e)
+        .left_join(c, Expr::col((c, course::Column::Id)).equals((e, enrollment::Column::CourseId)))
+        .left_join(m, Expr::col((m, module::Column::CourseId)).equals((e, enrollment::Column::CourseId)))
+        .left_join(l, Expr::col((l, lesson::Column::ModuleId)).equals((m, module::Column::Id)))
+        .left_join(
+            lp,
+            Expr::col((lp, lesson_progress::Column::LessonId))
+                .equals((l, lesson::Column::Id))
+                .and(Expr::col((lp, lesson_progress::Column::UserId)).equals((e, enrollment::Column::UserId))),
+        )
+        .and_where(Expr::col((e, enrollment::Column::Id)).in_subquery(ids))
+        .order_by((e, enrollment::Column::Id), Order::Asc)
+        .order_by((m, module::Column::Position), Order::Asc)
+        .order_by((l, lesson::Column::Position), Order::Asc)
+        .to_owned()
 }
