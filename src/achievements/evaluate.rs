@@ -38,49 +38,43 @@ async fn open_rules<C: ConnectionTrait>(
         .await
 }
 
-async fn count<C: ConnectionTrait>(db: &C, sql: &str, user_id: Uuid) -> Result<f64, DbErr> {
-    let row =
-        db.query_one_raw(Statement::from_sql_and_values(db.get_database_backend(), sql, [user_id.into()])).await?;
-    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0) as f64)
+/// The student's completion counts, the metrics of three rule kinds, in one statement. A
+/// module counts when it has lessons and every one is completed; only modules of courses the
+/// student has completed something in are looked at.
+struct CompletionCounts {
+    lessons: i64,
+    modules: i64,
+    courses: i64,
 }
 
-/// The student's value of a metric, or `None` when the event carries it (assessment score,
-/// approved projects) and the caller passes it in.
-async fn metric<C: ConnectionTrait>(
-    db: &C,
-    user_id: Uuid,
-    kind: AchievementKind,
-    max_threshold: f64,
-) -> Result<f64, DbErr> {
-    match kind {
-        AchievementKind::LessonsCompleted => {
-            count(db, "SELECT COUNT(*) FROM lesson_progress WHERE user_id = $1 AND status = 'completed'", user_id).await
+impl CompletionCounts {
+    async fn read<C: ConnectionTrait>(db: &C, user_id: Uuid) -> Result<CompletionCounts, DbErr> {
+        let sql = "SELECT \
+             (SELECT COUNT(*) FROM lesson_progress WHERE user_id = $1 AND status = 'completed') AS lessons, \
+             (SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND completed_at IS NOT NULL) AS courses, \
+             (SELECT COUNT(*) FROM modules m \
+              WHERE m.course_id IN (SELECT course_id FROM lesson_progress \
+                                    WHERE user_id = $1 AND status = 'completed') \
+                AND EXISTS (SELECT 1 FROM lessons l WHERE l.module_id = m.id) \
+                AND NOT EXISTS (SELECT 1 FROM lessons l WHERE l.module_id = m.id AND NOT EXISTS \
+                    (SELECT 1 FROM lesson_progress lp WHERE lp.lesson_id = l.id \
+                       AND lp.user_id = $1 AND lp.status = 'completed'))) AS modules";
+        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, [user_id.into()]);
+        let row = db.query_one_raw(stmt).await?.ok_or_else(|| DbErr::Custom("counts returned no row".into()))?;
+        Ok(CompletionCounts {
+            lessons: row.try_get("", "lessons")?,
+            modules: row.try_get("", "modules")?,
+            courses: row.try_get("", "courses")?,
+        })
+    }
+
+    fn of(&self, kind: AchievementKind) -> f64 {
+        match kind {
+            AchievementKind::LessonsCompleted => self.lessons as f64,
+            AchievementKind::ModulesCompleted => self.modules as f64,
+            AchievementKind::CoursesCompleted => self.courses as f64,
+            _ => 0.0,
         }
-        AchievementKind::CoursesCompleted => {
-            count(db, "SELECT COUNT(*) FROM enrollments WHERE user_id = $1 AND completed_at IS NOT NULL", user_id).await
-        }
-        // A module counts when it has lessons and every one is completed. Only modules of
-        // courses the student has completed something in are looked at.
-        AchievementKind::ModulesCompleted => {
-            count(
-                db,
-                "SELECT COUNT(*) FROM modules m \
-                 WHERE m.course_id IN (SELECT course_id FROM lesson_progress \
-                                       WHERE user_id = $1 AND status = 'completed') \
-                   AND EXISTS (SELECT 1 FROM lessons l WHERE l.module_id = m.id) \
-                   AND NOT EXISTS (SELECT 1 FROM lessons l WHERE l.module_id = m.id AND NOT EXISTS \
-                       (SELECT 1 FROM lesson_progress lp WHERE lp.lesson_id = l.id \
-                          AND lp.user_id = $1 AND lp.status = 'completed'))",
-                user_id,
-            )
-            .await
-        }
-        AchievementKind::StreakDays => {
-            let max_days = max_threshold.clamp(1.0, f64::from(streak::MAX_STREAK_DAYS)) as u32;
-            Ok(f64::from(streak::streak_days(db, user_id, 0, max_days).await?))
-        }
-        // Carried by the fact itself (`given`), never queried.
-        AchievementKind::AssessmentScore | AchievementKind::ProjectsApproved => Ok(0.0),
     }
 }
 
@@ -122,35 +116,57 @@ async fn evaluate<C: ConnectionTrait>(
 ) -> Result<Vec<AchievementAwarded>, DbErr> {
     let mut awards = Vec::new();
     let rules = open_rules(db, user_id, kinds).await?;
+    let mut counts = None;
     for &kind in kinds {
         let of_kind: Vec<achievement::Model> = rules.iter().filter(|r| r.kind == kind).cloned().collect();
         if of_kind.is_empty() {
             continue; // Nothing left to earn: skip the metric's query entirely.
         }
         let max = of_kind.iter().filter_map(threshold_of).fold(0.0, f64::max);
-        let value = match given {
-            Some(v) => v,
-            None => metric(db, user_id, kind, max).await?,
+        let value = match (given, kind) {
+            (Some(v), _) => v,
+            (None, AchievementKind::StreakDays) => {
+                let max_days = max.clamp(1.0, f64::from(streak::MAX_STREAK_DAYS)) as u32;
+                f64::from(streak::streak_days(db, user_id, 0, max_days).await?)
+            }
+            (None, _) => {
+                if counts.is_none() {
+                    counts = Some(CompletionCounts::read(db, user_id).await?);
+                }
+                counts.as_ref().map_or(0.0, |c| c.of(kind))
+            }
         };
         award_reached(db, user_id, &of_kind, value, &mut awards).await?;
     }
     Ok(awards)
 }
 
-/// After progress was recorded: lesson/module/course counts when something was completed,
-/// streaks on any activity.
+/// Which progress achievements a fact may have moved: the completion counts (something was
+/// completed) and the streak (the first activity of a day).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressDue {
+    pub counts: bool,
+    pub streak: bool,
+}
+
+/// After progress was recorded, the kinds `due` names; nothing at all when it names none.
 pub async fn on_progress<C: ConnectionTrait>(
     db: &C,
     user_id: Uuid,
-    something_completed: bool,
+    due: ProgressDue,
 ) -> Result<Vec<AchievementAwarded>, DbErr> {
     use AchievementKind::*;
-    let kinds: &[AchievementKind] = if something_completed {
-        &[LessonsCompleted, ModulesCompleted, CoursesCompleted, StreakDays]
-    } else {
-        &[StreakDays]
-    };
-    evaluate(db, user_id, kinds, None).await
+    let mut kinds = Vec::new();
+    if due.counts {
+        kinds.extend([LessonsCompleted, ModulesCompleted, CoursesCompleted]);
+    }
+    if due.streak {
+        kinds.push(StreakDays);
+    }
+    if kinds.is_empty() {
+        return Ok(vec![]);
+    }
+    evaluate(db, user_id, &kinds, None).await
 }
 
 /// After an assessment completed with its overall score (0 to 100).

@@ -7,7 +7,7 @@
 
 mod evaluate;
 
-pub use evaluate::{on_assessment_score, on_progress, on_project_approved};
+pub use evaluate::{ProgressDue, on_assessment_score, on_progress, on_project_approved};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, Iterable, JoinType, QueryFilter, QuerySelect};

@@ -98,6 +98,10 @@ pub struct Config {
     /// How long one instance reuses the admin statistics it computed; zero computes them on
     /// every request.
     pub admin_stats_cache_ttl: Duration,
+    /// Answers carry `Server-Timing` (time in the handler, SQL statements run): for
+    /// developers' tools and the benchmark, off in production where it tells strangers how the
+    /// service works inside.
+    pub server_timing: bool,
     pub email: EmailConfig,
     pub limits: Limits,
     pub secrets: SecretsConfig,
@@ -331,6 +335,7 @@ impl Config {
             )?),
             learning_rules_path: var("CIFIX_LEARNING_RULES_PATH").map(PathBuf::from),
             admin_stats_cache_ttl,
+            server_timing: parse_bool(&var, "CIFIX_SERVER_TIMING", false)?,
             email,
             limits,
             secrets,

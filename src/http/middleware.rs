@@ -112,6 +112,12 @@ pub async fn context(State(state): State<AppState>, mut req: Request, next: Next
 
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
+    if state.config.server_timing {
+        let timing = format!("app;dur={:.3}, db;desc=\"{statements} statements\"", elapsed.as_secs_f64() * 1000.0);
+        if let Ok(v) = HeaderValue::from_str(&timing) {
+            res.headers_mut().insert(HeaderName::from_static("server-timing"), v);
+        }
+    }
     let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status.to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());

@@ -40,6 +40,10 @@ pub struct LessonProgressed {
     /// The row as it is after the write.
     pub progress: lesson_progress::Model,
     pub course: CourseRollup,
+    /// The course's instructor, when still an active instructor (read with the lesson).
+    pub instructor_id: Option<Uuid>,
+    /// The student had not learned yet today (UTC) before this update.
+    pub first_activity_today: bool,
 }
 
 /// A batch of offline progress events was applied (some may have been duplicates or refused).

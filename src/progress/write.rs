@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use super::{
         BatchResult, EnrollmentView, LessonProgressResult, LessonProgressView, MAX_BATCH_EVENTS, ProgressBatch,
         ProgressEvent, ProgressStatus, ProgressUpdate, RejectedEvent,
     },
-    store::{Normalized, course_rollup, hour_of, lock_enrollments, normalize, touch_activity, upsert},
+    store::{Normalized, course_rollup, hour_of, lock_enrollments, normalize, touch_activity, update_target, upsert},
 };
 use crate::{
     catalog::access::can_view,
@@ -89,33 +89,37 @@ impl ProgressService {
         let mut errors = FieldErrors::new();
         let u = normalize(input.status, input.progress, input.time_spent_seconds, input.score, &mut errors);
         errors.into_result()?;
-        let now = Utc::now();
+        // To the microsecond, as PostgreSQL keeps it: the completion time answered here is the
+        // one every later read returns.
+        let now = Utc::now().trunc_subsecs(6);
         let txn = self.db.begin_write().await?;
-        let l = lesson::Entity::find_by_id(lesson_id).one(&*txn).await?.ok_or(ProgressError::NotFound)?;
-        if lock_enrollments(&*txn, p.user_id, &[l.course_id]).await?.is_empty() {
-            return Err(ProgressError::NotFound);
+        let target = update_target(&*txn, p.user_id, lesson_id, now).await?.ok_or(ProgressError::NotFound)?;
+        let lesson = target.lesson();
+        let row = upsert(&*txn, p.user_id, lesson, &u, now, now).await?.ok_or(ProgressError::NotFound)?;
+        if !target.active_this_hour() {
+            touch_activity(&*txn, p.user_id, [hour_of(now)]).await?;
         }
-        // Deletes take the enrollment locks before removing lessons, so once we hold them no
-        // delete is in flight, but one may have committed while we waited: look again.
-        if txn.get_database_backend() == DbBackend::Postgres
-            && lesson::Entity::find_by_id(lesson_id).one(&*txn).await?.is_none()
-        {
-            return Err(ProgressError::NotFound);
-        }
-        let row = upsert(&*txn, p.user_id, &l, &u, now, now).await?;
-        touch_activity(&*txn, p.user_id, [hour_of(now)]).await?;
+        let mut rollup = course_rollup(&*txn, p.user_id, lesson.course_id).await?;
+        // Under the enrollment lock the counts are final: only the last lesson can finish it.
         let completed_course = row.status == ProgressStatus::Completed
-            && !complete_finished_enrollments(&*txn, l.course_id, Some(p.user_id), now).await?.is_empty();
-        let rollup = course_rollup(&*txn, p.user_id, l.course_id).await?;
+            && rollup.completed_at.is_none()
+            && rollup.total_lessons > 0
+            && rollup.completed_lessons >= rollup.total_lessons
+            && !complete_finished_enrollments(&*txn, lesson.course_id, Some(p.user_id), now).await?.is_empty();
+        if completed_course {
+            rollup.completed_at = Some(now);
+        }
         let mut facts = vec![Fact::LessonProgressed(LessonProgressed {
             user_id: p.user_id,
             progress: row.clone(),
             course: rollup.clone(),
+            instructor_id: target.instructor_id,
+            first_activity_today: !target.active_today(),
         })];
         if completed_course {
             facts.push(Fact::CourseCompleted(CourseCompleted {
                 user_id: p.user_id,
-                course_id: l.course_id,
+                course_id: lesson.course_id,
                 at: now,
                 cause: CompletionCause::Progress,
             }));
@@ -165,7 +169,8 @@ impl ProgressService {
                 result.duplicates += 1;
                 continue;
             }
-            let row = upsert(&*txn, p.user_id, l, u, at, now).await?;
+            // The lessons were read again under the enrollment locks: none can be gone.
+            let row = upsert(&*txn, p.user_id, l.into(), u, at, now).await?.ok_or(ProgressError::NotFound)?;
             result.applied += 1;
             touched.insert(l.course_id);
             hours.insert(hour_of(at));

@@ -60,12 +60,11 @@ struct Pass<'a> {
     queue: VecDeque<Fact>,
     /// Students whose learning path may have changed (a course completed).
     paths_due: BTreeSet<Uuid>,
-    /// Students whose progress-based achievements are due, and whether something was completed
-    /// (counts) or only activity happened (streaks).
-    achievements_due: BTreeMap<Uuid, bool>,
+    /// Students whose progress-based achievements are due, and which.
+    achievements_due: BTreeMap<Uuid, crate::achievements::ProgressDue>,
     courses: HashMap<Uuid, Option<course::Model>>,
-    /// Whether a course's instructor is still an active instructor.
-    teaching: HashMap<Uuid, bool>,
+    /// A course's instructor when still an active instructor, once known.
+    instructors: HashMap<Uuid, Option<Uuid>>,
 }
 
 impl Pass<'_> {
@@ -73,17 +72,29 @@ impl Pass<'_> {
     /// they watch their students live. A demoted or deactivated one sees nothing, exactly as
     /// the API refuses them the students' progress.
     async fn instructor_besides(&mut self, course_id: Uuid, user_id: Uuid) -> Result<Vec<Uuid>, DbErr> {
-        let Some(instructor) = self.course(course_id).await?.map(|c| c.instructor_id).filter(|i| *i != user_id) else {
-            return Ok(vec![]);
+        let instructor = match self.instructors.get(&course_id) {
+            Some(known) => *known,
+            None => {
+                let found = self.active_instructor(course_id).await?;
+                self.instructors.insert(course_id, found);
+                found
+            }
         };
-        if !self.teaching.contains_key(&instructor) {
-            let teaches = user::Entity::find_by_id(instructor)
-                .one(&**self.txn)
-                .await?
-                .is_some_and(|u| u.is_active && u.role == Role::Instructor);
-            self.teaching.insert(instructor, teaches);
-        }
-        Ok(if self.teaching[&instructor] { vec![instructor] } else { vec![] })
+        Ok(instructor.filter(|i| *i != user_id).into_iter().collect())
+    }
+
+    async fn active_instructor(&mut self, course_id: Uuid) -> Result<Option<Uuid>, DbErr> {
+        let Some(instructor) = self.course(course_id).await?.map(|c| c.instructor_id) else { return Ok(None) };
+        let teaches = user::Entity::find_by_id(instructor)
+            .one(&**self.txn)
+            .await?
+            .is_some_and(|u| u.is_active && u.role == Role::Instructor);
+        Ok(teaches.then_some(instructor))
+    }
+
+    /// The course's active instructor as a fact read it with its own rows: no need to look again.
+    fn knows_instructor(&mut self, course_id: Uuid, instructor_id: Option<Uuid>) {
+        self.instructors.insert(course_id, instructor_id);
     }
 
     async fn course(&mut self, course_id: Uuid) -> Result<Option<&course::Model>, DbErr> {
@@ -94,8 +105,10 @@ impl Pass<'_> {
         Ok(self.courses.get(&course_id).and_then(Option::as_ref))
     }
 
-    fn achievements_due(&mut self, user_id: Uuid, something_completed: bool) {
-        *self.achievements_due.entry(user_id).or_default() |= something_completed;
+    fn achievements_due(&mut self, user_id: Uuid, due: crate::achievements::ProgressDue) {
+        let entry = self.achievements_due.entry(user_id).or_default();
+        entry.counts |= due.counts;
+        entry.streak |= due.streak;
     }
 }
 
@@ -108,7 +121,7 @@ impl Reactions {
             paths_due: BTreeSet::new(),
             achievements_due: BTreeMap::new(),
             courses: HashMap::new(),
-            teaching: HashMap::new(),
+            instructors: HashMap::new(),
         };
         loop {
             while let Some(fact) = pass.queue.pop_front() {
@@ -122,8 +135,8 @@ impl Reactions {
             if due.is_empty() {
                 return Ok(());
             }
-            for (user_id, something_completed) in due {
-                let awards = crate::achievements::on_progress(&**txn, user_id, something_completed).await?;
+            for (user_id, due) in due {
+                let awards = crate::achievements::on_progress(&**txn, user_id, due).await?;
                 pass.queue.extend(awards.into_iter().map(Fact::AchievementAwarded));
             }
         }

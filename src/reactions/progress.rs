@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Pass, Reactions};
 use crate::{
+    achievements::ProgressDue,
     assessments::paths,
     entities::learning_path,
     infra::realtime::RealtimeEvent,
@@ -46,9 +47,14 @@ impl Reactions {
         )
         .await?;
         let lesson = LessonProgressView::from(f.progress.clone());
-        let something_completed = lesson.completed_at.is_some();
+        pass.knows_instructor(row.course_id, f.instructor_id);
         self.progress_updated(pass, f.user_id, Some(&lesson), &f.course).await?;
-        pass.achievements_due(f.user_id, something_completed);
+        // Counts move only when something is completed; a streak of UTC days only on the
+        // first activity of a day.
+        pass.achievements_due(
+            f.user_id,
+            ProgressDue { counts: lesson.completed_at.is_some(), streak: f.first_activity_today },
+        );
         Ok(())
     }
 
@@ -78,7 +84,8 @@ impl Reactions {
             self.progress_updated(pass, f.user_id, None, course).await?;
         }
         let something_completed = f.completed_lessons || f.courses.iter().any(|c| c.completed_lessons > 0);
-        pass.achievements_due(f.user_id, something_completed);
+        // Offline events may fall on any day: the streak is looked at whenever one applied.
+        pass.achievements_due(f.user_id, ProgressDue { counts: something_completed, streak: true });
         Ok(())
     }
 
@@ -126,7 +133,7 @@ impl Reactions {
         )
         .await?;
         pass.paths_due.insert(f.user_id);
-        pass.achievements_due(f.user_id, true);
+        pass.achievements_due(f.user_id, ProgressDue { counts: true, streak: false });
         Ok(())
     }
 

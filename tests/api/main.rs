@@ -21,5 +21,6 @@ mod process;
 mod progress;
 mod reactions;
 mod realtime;
+mod statements;
 mod storage;
 mod submissions;
