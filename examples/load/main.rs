@@ -188,9 +188,10 @@ async fn run(env: &Env, args: &Args) -> anyhow::Result<()> {
     let db = env.connect().await?;
     let hashes = setup::hashes().await?;
     setup::insert_users(&db, &plan, &hashes).await?;
-    let server = env.start().await?;
+    let mut server = env.start().await?;
     let started = std::time::Instant::now();
     let result = async {
+        let server = &mut server;
         let users = setup::sign_in(server.addr, &plan).await?;
         setup::use_real_hashes(&db, &hashes).await?;
         println!(
@@ -212,7 +213,7 @@ async fn run(env: &Env, args: &Args) -> anyhow::Result<()> {
                 weights: args.mix,
             };
             let scans = if args.large { Some(large::scans(&db).await?) } else { None };
-            mix::run(&server, token, &users, &opts).await?;
+            mix::run(server, token, &users, &opts).await?;
             if let Some(before) = scans {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 large::print_delta(&before, &large::scans(&db).await?);
@@ -226,7 +227,7 @@ async fn run(env: &Env, args: &Args) -> anyhow::Result<()> {
                 rates: args.rates.clone(),
                 rate_seconds: args.rate_seconds,
             };
-            put_rate = Some(sweep::run(&server, token, &users, &opts).await);
+            put_rate = Some(sweep::run(server, token, &users, &opts).await);
         }
         if args.runs(Scenario::Storm) {
             let opts = storm::StormOpts {
@@ -234,16 +235,22 @@ async fn run(env: &Env, args: &Args) -> anyhow::Result<()> {
                 seconds: args.storm_seconds,
                 me_rate: args.storm_me_rate,
             };
-            storm::run(&server, &users, &opts).await;
+            storm::run(server, &users, &opts).await;
         }
         if args.runs(Scenario::Ws) {
+            if args.scenario == Scenario::All {
+                // A fresh process, so that its memory before the sockets is what an idle
+                // instance holds, not what earlier scenarios left allocated.
+                let old = std::mem::replace(server, env.start().await?);
+                old.stop().await;
+            }
             let opts = ws::CapacityOpts {
                 connections: args.ws_connections,
                 clients: args.ws_clients,
                 rate: args.ws_rate,
                 seconds: args.ws_seconds,
             };
-            ws::capacity(&server, &users, &opts).await?;
+            ws::capacity(server, &users, &opts).await?;
         }
         if (put_rate.is_some() || args.runs(Scenario::Pgbench))
             && let Some(name) = &env.db_name

@@ -31,6 +31,9 @@ pub struct Env {
     pub db_name: Option<String>,
     redis: Option<(String, String)>,
     pub metrics_token: String,
+    /// Kept for the whole run, so that tokens stay valid when the server is restarted.
+    jwt_secret: String,
+    secrets_key: String,
     server_cpu: Option<usize>,
 }
 
@@ -71,6 +74,8 @@ impl Env {
             db_name: None,
             redis: None,
             metrics_token: random_hex(24),
+            jwt_secret: random_hex(32),
+            secrets_key: random_hex(32),
             server_cpu,
         };
         if backend == Backend::Postgres {
@@ -115,7 +120,9 @@ impl Env {
                 cmd.env_remove(k);
             }
         }
-        let unlimited = "100000000";
+        // A million a minute is far above any rate here; more would make the Redis limiter's
+        // per-request interval round to 0 µs, which refuses everything.
+        let unlimited = "1000000";
         let data = self.dir.path().join("data");
         let vars: Vec<(&str, String)> = vec![
             ("CIFIX_ENV", "production".into()),
@@ -124,8 +131,8 @@ impl Env {
             ("DATABASE_URL", self.database_url.clone()),
             ("CIFIX_ALLOW_SQLITE_IN_PRODUCTION", "true".into()),
             ("CIFIX_ALLOW_FILE_EMAIL_IN_PRODUCTION", "true".into()),
-            ("CIFIX_JWT_SECRET", random_hex(32)),
-            ("CIFIX_SECRETS_KEY", random_hex(32)),
+            ("CIFIX_JWT_SECRET", self.jwt_secret.clone()),
+            ("CIFIX_SECRETS_KEY", self.secrets_key.clone()),
             ("CIFIX_METRICS_TOKEN", self.metrics_token.clone()),
             ("CIFIX_BCRYPT_COST", "10".into()),
             ("CIFIX_LOG_FORMAT", "json".into()),

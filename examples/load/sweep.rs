@@ -180,12 +180,14 @@ pub async fn run(server: &Server, token: &str, users: &[Arc<User>], o: &SweepOpt
             let recorder = Recorder::default();
             let users = users.to_vec();
             let duration = Duration::from_secs_f64(o.rate_seconds);
+            let before = stats::scrape(server.addr, token).await;
             let rps = fixed_rate(server.addr, rate, duration, &recorder, name, move |k| {
                 plan(&users[k as usize % users.len()])
             })
             .await;
+            let sql = stats::scrape(server.addr, token).await.mean_since(&before, &setup::route(name));
             let series = recorder.take().remove(name).unwrap_or_else(Series::new);
-            stats::rate_row(name, &format!("{rate}/s"), rps, &series, None);
+            stats::rate_row(name, &format!("{rate}/s"), rps, &series, sql);
         }
     }
     put_rate

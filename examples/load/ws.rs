@@ -2,8 +2,12 @@
 //! capacity scenario.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -135,8 +139,47 @@ pub struct CapacityOpts {
     pub seconds: f64,
 }
 
+const PER_USER: usize = cifix::state::MAX_LIVE_CONNECTIONS_PER_USER;
+
+/// Opens `n` sockets, `PER_USER` per user, a few at a time; each is read until closed so that
+/// it answers the server's pings as a live client would.
+async fn open_idle(server: &Server, users: &[Arc<User>], n: usize) -> (Vec<JoinHandle<()>>, BTreeMap<String, usize>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut openers = Vec::new();
+    for _ in 0..16 {
+        let (next, users, addr) = (next.clone(), users.to_vec(), server.addr);
+        openers.push(tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let (mut held, mut failed) = (Vec::new(), BTreeMap::<String, usize>::new());
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return (held, failed);
+                }
+                match open(addr, &mut conn, &users[i / PER_USER].token).await {
+                    Ok(mut ws) => held.push(tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })),
+                    Err(e) => *failed.entry(short(&e.to_string())).or_default() += 1,
+                }
+                if (i + 1) % 2000 == 0 {
+                    println!("  … {} opened", i + 1);
+                }
+            }
+        }));
+    }
+    let (mut idle, mut failures) = (Vec::with_capacity(n), BTreeMap::new());
+    for o in openers {
+        if let Ok((held, failed)) = o.await {
+            idle.extend(held);
+            for (k, v) in failed {
+                *failures.entry(k).or_default() += v;
+            }
+        }
+    }
+    (idle, failures)
+}
+
 pub async fn capacity(server: &Server, users: &[Arc<User>], o: &CapacityOpts) -> anyhow::Result<()> {
-    let per_user = cifix::state::MAX_LIVE_CONNECTIONS_PER_USER;
+    let per_user = PER_USER;
     let needed = o.connections.div_ceil(per_user);
     anyhow::ensure!(users.len() >= needed, "{} connections need {needed} users", o.connections);
     println!(
@@ -146,20 +189,7 @@ pub async fn capacity(server: &Server, users: &[Arc<User>], o: &CapacityOpts) ->
     );
     let rss_before = server.rss_kib();
     let started = Instant::now();
-    let mut idle: Vec<JoinHandle<()>> = Vec::with_capacity(o.connections);
-    let mut failures: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut conn = Conn::new(server.addr);
-    // Opened one at a time: what is measured is holding them, not a connect storm.
-    for i in 0..o.connections {
-        let user = &users[i / per_user];
-        match open(server.addr, &mut conn, &user.token).await {
-            Ok(mut ws) => idle.push(tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })),
-            Err(e) => *failures.entry(short(&e.to_string())).or_default() += 1,
-        }
-        if (i + 1) % 2000 == 0 {
-            println!("  … {} open, server RSS {} MiB", idle.len(), server.rss_kib() / 1024);
-        }
-    }
+    let (idle, failures) = open_idle(server, users, o.connections).await;
     let opened_in = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = server.rss_kib();
@@ -183,6 +213,7 @@ pub async fn capacity(server: &Server, users: &[Arc<User>], o: &CapacityOpts) ->
     let clients = o.clients.min(users.len());
     let recorder = Recorder::default();
     let mut listeners = Vec::with_capacity(clients);
+    let mut conn = Conn::new(server.addr);
     for user in &users[..clients] {
         listeners.push(Listener::spawn(open(server.addr, &mut conn, &user.token).await?, recorder.clone()));
     }
@@ -197,16 +228,12 @@ pub async fn capacity(server: &Server, users: &[Arc<User>], o: &CapacityOpts) ->
     .await;
     finish_all(listeners).await;
     let series = recorder.take();
+    println!("  {} clients connected, progress updates at {}/s for {}s:", clients, o.rate, o.seconds);
     stats::header();
-    let none = Series::new();
-    row(&series, setup::PUT, &none, o);
-    row(&series, DELIVERY, &none, o);
+    for name in [setup::PUT, DELIVERY] {
+        stats::row(name, series.get(name).unwrap_or(&Series::new()), None);
+    }
     Ok(())
-}
-
-fn row(series: &std::collections::HashMap<&'static str, Series>, name: &'static str, none: &Series, o: &CapacityOpts) {
-    let label = format!("{name} ({} clients, {}/s)", o.clients, o.rate);
-    stats::row(&label, series.get(name).unwrap_or(none), None);
 }
 
 fn short(e: &str) -> String {
