@@ -93,10 +93,10 @@ impl Env {
 
     /// Drops what `create` made. Best effort: a failure is reported, never hidden.
     pub async fn cleanup(&self) {
-        if let (Some(admin), Some(name)) = (&self.admin_url, &self.db_name) {
-            if let Err(e) = drop_database(admin, name).await {
-                eprintln!("warning: could not drop database {name}: {e}");
-            }
+        if let (Some(admin), Some(name)) = (&self.admin_url, &self.db_name)
+            && let Err(e) = drop_database(admin, name).await
+        {
+            eprintln!("warning: could not drop database {name}: {e}");
         }
         if let Some((url, prefix)) = &self.redis
             && let Err(e) = delete_keys(url, prefix).await

@@ -70,7 +70,8 @@ impl User {
 
     /// The next step of working through the course: each lesson in outline order gets four
     /// updates (25 %, 50 %, 75 %, completed). `time_spent_seconds` grows with every update, so
-    /// the `progress.updated` event of this very update can be told from earlier ones.
+    /// the `progress.updated` event of this very update can be told from earlier ones (the
+    /// server keeps the larger of the stored and the sent value, so the event's is at least it).
     pub fn progress(&self) -> (Call, String, i64) {
         let k = self.sent.fetch_add(1, Ordering::Relaxed);
         let lesson = self.lessons[(k / 4) as usize % self.lessons.len()].clone();

@@ -47,7 +47,7 @@ pub async fn run(server: &Server, users: &[Arc<User>], o: &StormOpts) {
     let login_users: Vec<Arc<User>> = users.iter().rev().take(o.logins.max(1)).cloned().collect();
     let (addr, rec) = (server.addr, storm.clone());
     let logins = tokio::spawn(async move {
-        sweep::closed_loop(addr, &login_users, login_users.len(), duration, Duration::ZERO, &rec, LOGIN, plan_login)
+        sweep::closed_loop(addr, &login_users, login_users.len(), (duration, Duration::ZERO), &rec, LOGIN, plan_login)
             .await
     });
     let me_rps = sweep::fixed_rate(server.addr, o.me_rate, duration, &storm, ME, me).await;

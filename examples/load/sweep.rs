@@ -95,17 +95,19 @@ pub async fn fixed_rate(
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// How a closed loop makes each request.
+pub type Plan = fn(&User) -> Planned;
+
 /// `c` connections in a closed loop for `duration`, the first `warmup` not recorded; returns
 /// the completed requests per second in the recorded window.
 pub async fn closed_loop(
     addr: SocketAddr,
     users: &[Arc<User>],
     c: usize,
-    duration: Duration,
-    warmup: Duration,
+    (duration, warmup): (Duration, Duration),
     recorder: &Recorder,
     name: &'static str,
-    plan: fn(&User) -> Planned,
+    plan: Plan,
 ) -> f64 {
     let t0 = Instant::now();
     let (from, end) = (t0 + warmup, t0 + duration);
@@ -164,12 +166,11 @@ pub async fn run(server: &Server, token: &str, users: &[Arc<User>], o: &SweepOpt
     );
     stats::rate_header();
     let mut put_rate = 0.0;
-    let endpoints: [(&'static str, fn(&User) -> Planned); 3] =
-        [(ME, plan_me), (DASHBOARD, plan_dashboard), (PUT, plan_put)];
+    let endpoints: [(&'static str, Plan); 3] = [(ME, plan_me), (DASHBOARD, plan_dashboard), (PUT, plan_put)];
     for (name, plan) in endpoints {
         let recorder = Recorder::default();
         let before = stats::scrape(server.addr, token).await;
-        let rps = closed_loop(server.addr, users, o.concurrency, closed, warmup, &recorder, name, plan).await;
+        let rps = closed_loop(server.addr, users, o.concurrency, (closed, warmup), &recorder, name, plan).await;
         let sql = stats::scrape(server.addr, token).await.mean_since(&before, &setup::route(name));
         let series = recorder.take().remove(name).unwrap_or_else(Series::new);
         stats::rate_row(name, &format!("closed c={}", o.concurrency), rps, &series, sql);
