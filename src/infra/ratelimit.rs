@@ -55,6 +55,11 @@ impl Rule {
     fn emission(&self) -> Duration {
         self.period / self.limit.max(1)
     }
+    /// The emission interval in the Redis scripts' unit. A budget of more than one request per
+    /// microsecond would round to zero, which the scripts divide by: it is one per microsecond.
+    fn emission_micros(&self) -> u64 {
+        (self.emission().as_micros() as u64).max(1)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +315,7 @@ impl RateLimiter {
         };
         let result: Result<(i64, i64, i64, i64), _> = script
             .key(redis.key(&format!("rf:{}:{}:{}", rule.name, rule.limit, key)))
-            .arg(rule.emission().as_micros() as u64)
+            .arg(rule.emission_micros())
             .arg(rule.limit)
             .arg(op_name)
             .invoke_async(&mut conn)
@@ -332,12 +337,8 @@ impl RateLimiter {
                     return fallback.check(rule, key);
                 };
                 let redis_key = redis.key(&format!("rl:{}:{}", rule.name, key));
-                let result: Result<(i64, i64, i64, i64), _> = script
-                    .key(redis_key)
-                    .arg(rule.emission().as_micros() as u64)
-                    .arg(rule.limit)
-                    .invoke_async(&mut conn)
-                    .await;
+                let result: Result<(i64, i64, i64, i64), _> =
+                    script.key(redis_key).arg(rule.emission_micros()).arg(rule.limit).invoke_async(&mut conn).await;
                 match result {
                     Ok(reply) => Decision::from_script(rule, reply),
                     Err(e) => {

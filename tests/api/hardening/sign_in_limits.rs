@@ -156,3 +156,26 @@ async fn sign_up_floods_are_capped_per_address_and_a_school_address_can_be_given
         expect(register("192.0.2.44", format!("class{i}@example.com")).await.unwrap(), StatusCode::CREATED).await;
     }
 }
+
+/// A budget so large that one request's share is under a microsecond (a load test from one
+/// address, a school factor on a generous limit) allows, on Redis as in process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_finer_than_a_microsecond_allow_on_redis() {
+    let app = crate::support::TestApp::spawn_on(crate::support::Backend::Postgres, |env| {
+        for k in [
+            "CIFIX_RATE_LIMIT_PER_MINUTE",
+            "CIFIX_AUTH_RATE_LIMIT_PER_MINUTE",
+            "CIFIX_LOGIN_ACCOUNT_RATE_LIMIT_PER_MINUTE",
+            "CIFIX_AUTH_FAILURES_PER_MINUTE",
+        ] {
+            env.insert(k.into(), "100000000".into());
+        }
+    })
+    .await;
+    let kid = app.user("kid", "student").await;
+    let wrong = app.post("/auth/login", None, json!({"email": kid.email, "password": "not the password"})).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let right = app.login(&kid.email, PASSWORD).await;
+    assert_eq!(right.status(), StatusCode::OK);
+    assert_eq!(app.get("/me", kid.auth()).await.status(), StatusCode::OK);
+}
