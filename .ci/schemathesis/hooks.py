@@ -4,8 +4,9 @@ The run's own calls end sessions (logout, logout-all, revoking a listed session)
 can die between the moment Schemathesis puts it on a case and the moment the case is sent or
 replayed (when it reproduces a failure, or steps through a stateful scenario). Every request
 that carries a token this hook issued is therefore sent with one signed in for it just before
-(`before_call` runs on every send, replays included); a request Schemathesis built without
-auth, or with a token of its own making, is left as it is. A sign-in is cheap (bcrypt cost 4),
+(`before_call` runs on every send, replays included), and so is a schema-valid request that
+carries a token of Schemathesis's own making; a request built without auth, or a negative one
+with a made-up token, is left as it is. A sign-in is cheap (bcrypt cost 4),
 and every 401 the run sees is the server's judgement of the request that got it.
 """
 
@@ -50,7 +51,11 @@ def before_call(ctx, case, **kwargs):
     """
     headers = case.headers or {}
     auth = headers.get("Authorization")
-    if isinstance(auth, str) and auth.startswith("Bearer ") and auth[len("Bearer "):] in ISSUED:
+    ours = isinstance(auth, str) and auth.startswith("Bearer ") and auth[len("Bearer "):] in ISSUED
+    # A case meant to be valid whose Authorization Schemathesis made up itself (a schema cannot
+    # say which tokens exist) is sent with a real one; a negative case keeps what it was given.
+    made_up = auth is not None and not ours and case.meta is not None and case.meta.generation.mode.is_positive
+    if ours or made_up:
         case.headers["Authorization"] = f"Bearer {sign_in()}"
     key = headers.get("Idempotency-Key")
     if isinstance(key, str) and 1 <= len(key) <= 200 and all("!" <= c <= "~" for c in key):
