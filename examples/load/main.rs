@@ -76,6 +76,9 @@ struct Args {
     #[arg(long, value_parser = mix::parse_weights, default_value = "")]
     mix: [u32; 5],
 
+    /// Sweep: the endpoints to sweep (one alone is what to profile, e.g. with `perf record -C 0`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "me,dashboard,progress")]
+    endpoints: Vec<sweep::Endpoint>,
     /// Sweep: connections in the closed loops.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
@@ -222,12 +225,13 @@ async fn run(env: &Env, args: &Args) -> anyhow::Result<()> {
         let mut put_rate = None;
         if args.runs(Scenario::Sweep) {
             let opts = sweep::SweepOpts {
+                endpoints: args.endpoints.clone(),
                 concurrency: args.concurrency,
                 closed_seconds: args.closed_seconds,
                 rates: args.rates.clone(),
                 rate_seconds: args.rate_seconds,
             };
-            put_rate = Some(sweep::run(server, token, &users, &opts).await);
+            put_rate = sweep::run(server, token, &users, &opts).await;
         }
         if args.runs(Scenario::Storm) {
             let opts = storm::StormOpts {

@@ -134,10 +134,30 @@ pub async fn closed_loop(
 }
 
 pub struct SweepOpts {
+    /// Which endpoints to sweep, in this order.
+    pub endpoints: Vec<Endpoint>,
     pub concurrency: usize,
     pub closed_seconds: f64,
     pub rates: Vec<f64>,
     pub rate_seconds: f64,
+}
+
+/// An endpoint a sweep can drive.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Me,
+    Dashboard,
+    Progress,
+}
+
+impl Endpoint {
+    fn plan(self) -> (&'static str, Plan) {
+        match self {
+            Endpoint::Me => (ME, plan_me),
+            Endpoint::Dashboard => (DASHBOARD, plan_dashboard),
+            Endpoint::Progress => (PUT, plan_put),
+        }
+    }
 }
 
 fn plan_me(u: &User) -> Planned {
@@ -152,8 +172,9 @@ fn plan_put(u: &User) -> Planned {
     Planned::plain(u.progress().0, &u.token)
 }
 
-/// Runs every sweep; returns the closed-loop progress PUT rate (for the pgbench comparison).
-pub async fn run(server: &Server, token: &str, users: &[Arc<User>], o: &SweepOpts) -> f64 {
+/// Runs the chosen sweeps; returns the closed-loop progress PUT rate, if it ran (for the
+/// pgbench comparison).
+pub async fn run(server: &Server, token: &str, users: &[Arc<User>], o: &SweepOpts) -> Option<f64> {
     let closed = Duration::from_secs_f64(o.closed_seconds);
     let warmup = Duration::from_secs_f64((o.closed_seconds / 5.0).min(2.0));
     println!(
@@ -165,9 +186,8 @@ pub async fn run(server: &Server, token: &str, users: &[Arc<User>], o: &SweepOpt
         o.rate_seconds
     );
     stats::rate_header();
-    let mut put_rate = 0.0;
-    let endpoints: [(&'static str, Plan); 3] = [(ME, plan_me), (DASHBOARD, plan_dashboard), (PUT, plan_put)];
-    for (name, plan) in endpoints {
+    let mut put_rate = None;
+    for (name, plan) in o.endpoints.iter().map(|e| e.plan()) {
         let recorder = Recorder::default();
         let before = stats::scrape(server.addr, token).await;
         let rps = closed_loop(server.addr, users, o.concurrency, (closed, warmup), &recorder, name, plan).await;
@@ -175,7 +195,7 @@ pub async fn run(server: &Server, token: &str, users: &[Arc<User>], o: &SweepOpt
         let series = recorder.take().remove(name).unwrap_or_else(Series::new);
         stats::rate_row(name, &format!("closed c={}", o.concurrency), rps, &series, sql);
         if name == PUT {
-            put_rate = rps;
+            put_rate = Some(rps);
         }
         for &rate in &o.rates {
             let recorder = Recorder::default();

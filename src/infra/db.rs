@@ -102,17 +102,15 @@ impl Db {
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(acquire_timeout)
             .sqlx_logging(false);
+        if is_sqlite {
+            super::sqlite::configure(&mut opts);
+        }
         let mut conn = Database::connect(opts).await?;
         conn.set_metric_callback(|info| {
             metrics::counter!("db_queries_total", "failed" => if info.failed { "true" } else { "false" }).increment(1);
             metrics::histogram!("db_query_duration_seconds").record(info.elapsed.as_secs_f64());
             let _ = STATEMENTS.try_with(|n| n.set(n.get() + 1));
         });
-        if is_sqlite {
-            // WAL lets readers proceed while the single writer commits.
-            conn.execute_unprepared("PRAGMA journal_mode=WAL;").await?;
-            conn.execute_unprepared("PRAGMA synchronous=NORMAL;").await?;
-        }
         Ok(Db { conn, sqlite_writer: is_sqlite.then(|| Arc::new(Mutex::new(()))) })
     }
 

@@ -6,5 +6,6 @@ pub mod ratelimit;
 pub mod realtime;
 pub mod redis;
 pub mod scanner;
+pub mod sqlite;
 pub mod storage;
 pub mod wakeup;
