@@ -1,6 +1,8 @@
 //! How every SQLite connection of the pool is set up. Per-connection settings belong here, in
 //! the connect options, so that each connection the pool opens gets them, not just the first.
 
+use std::os::raw::c_int;
+
 use sea_orm::{
     ConnectOptions,
     sqlx::{
@@ -24,47 +26,38 @@ pub fn configure(opts: &mut ConnectOptions) {
 /// marked to be compiled again whenever that parameter is rebound, so the statement cache
 /// saves nothing and every execution pays the SQL parser and planner again.
 async fn stable_query_plans(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    match query_plan_stability(conn, 1).await? {
+        true => Ok(()),
+        false => Err(sqlx::Error::Configuration("SQLite kept the query planner stability guarantee off".into())),
+    }
+}
+
+/// Sets the guarantee (`mode` 1 on, 0 off) or only reads it (-1); returns whether it is on.
+async fn query_plan_stability(conn: &mut SqliteConnection, mode: c_int) -> Result<bool, sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
-    let db = handle.as_raw_handle().as_ptr();
-    // SAFETY: `db` is this connection's open handle, held locked for the duration of the call;
-    // SQLITE_DBCONFIG_ENABLE_QPSG takes an int and an optional int* for the previous setting.
+    let mut on: c_int = -1;
+    // SAFETY: the handle is this connection's open database, held locked for the duration of
+    // the call; SQLITE_DBCONFIG_ENABLE_QPSG takes an int and an int* for the setting after it.
     let rc = unsafe {
         libsqlite3_sys::sqlite3_db_config(
-            db,
+            handle.as_raw_handle().as_ptr(),
             libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-            1 as std::os::raw::c_int,
-            std::ptr::null_mut::<std::os::raw::c_int>(),
+            mode,
+            &mut on as *mut c_int,
         )
     };
     if rc != libsqlite3_sys::SQLITE_OK {
         return Err(sqlx::Error::Configuration(format!("SQLITE_DBCONFIG_ENABLE_QPSG failed with code {rc}").into()));
     }
-    Ok(())
+    Ok(on == 1)
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use sea_orm::sqlx::{pool::PoolConnection, sqlite::Sqlite};
-
+    use super::query_plan_stability;
     use crate::infra::db::Db;
-
-    async fn query_plan_stability(conn: &mut PoolConnection<Sqlite>) -> bool {
-        let mut handle = conn.lock_handle().await.unwrap();
-        let mut on: std::os::raw::c_int = -1;
-        // SAFETY: as in `stable_query_plans`; -1 reads the setting without changing it.
-        let rc = unsafe {
-            libsqlite3_sys::sqlite3_db_config(
-                handle.as_raw_handle().as_ptr(),
-                libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-                -1 as std::os::raw::c_int,
-                &mut on as *mut std::os::raw::c_int,
-            )
-        };
-        assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
-        on == 1
-    }
 
     #[tokio::test]
     async fn every_connection_of_the_pool_gets_the_settings_not_just_the_first() {
@@ -81,7 +74,7 @@ mod tests {
             let synchronous: i64 =
                 sea_orm::sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap();
             assert_eq!((journal.as_str(), synchronous), ("wal", 1), "WAL with synchronous=NORMAL");
-            assert!(query_plan_stability(&mut conn).await, "the query planner stability guarantee is on");
+            assert!(query_plan_stability(&mut conn, -1).await.unwrap(), "the query planner stability guarantee is on");
             held.push(conn);
         }
     }
